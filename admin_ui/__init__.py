@@ -1,0 +1,1 @@
+"""The web pages served by a node (templates, static files, views)."""
