@@ -10,6 +10,7 @@ check                          refusal code
 =============================  =================
 root key matches the anchor    ``unknown_root``
 root is self-issued            ``wrong_issuer``
+root subject is a root id      ``name_constraint``
 link issuer = previous subject ``wrong_issuer``
 subject directly under issuer  ``name_constraint``
 signature verifies             ``bad_signature``
@@ -53,7 +54,10 @@ class Level(str, Enum):
 
 
 def _level(fields: Fields, key: str) -> Level:
-    value = fields.str(key, max_len=16)
+    return _as_level(fields.str(key, max_len=16))
+
+
+def _as_level(value: Level | str) -> Level:
     try:
         return Level(value)
     except ValueError:
@@ -118,7 +122,7 @@ def issue_certificate(issuer_keys: NodeKeys, *, issuer: str, subject: str, name:
         raise NameConstraint(f"only a root id may be self-certified, not {subject}")
     if not_after <= not_before:
         raise Malformed("certificate validity ends before it starts")
-    unsigned = Certificate(subject, name, Level(level), subject_keys, issuer, serial,
+    unsigned = Certificate(subject, name, _as_level(level), subject_keys, issuer, serial,
                            not_before, not_after, division)
     payload = pack(unsigned.to_wire())
     certificate = replace(unsigned, payload=payload,
@@ -171,19 +175,21 @@ def validate_chain(chain: Sequence[Certificate], *, trust_anchor: str, now_ms: i
                           f"is not the pinned trust anchor")
     if not root.is_self_issued:
         raise WrongIssuer(f"root certificate for {root.subject} is not self-issued")
+    if ids.parent(root.subject) is not None:
+        raise NameConstraint(f"only a root id may be self-certified, not {root.subject}")
     issuer = root
-    for link in chain:
-        _check_link(link, issuer, now_ms, revoked_up_to)
+    for position, link in enumerate(chain):
+        _check_link(link, issuer, now_ms, revoked_up_to, is_root=position == 0)
         issuer = link
     return chain[-1]
 
 
 def _check_link(link: Certificate, issuer: Certificate, now_ms: int,
-                revoked_up_to: dict[str, int]) -> None:
+                revoked_up_to: dict[str, int], *, is_root: bool) -> None:
     if link.issuer != issuer.subject:
         raise WrongIssuer(f"certificate for {link.subject} names issuer {link.issuer}, "
                           f"but the chain's issuer is {issuer.subject}")
-    if link is not issuer and not ids.is_child_of(link.subject, issuer.subject):
+    if not is_root and not ids.is_child_of(link.subject, issuer.subject):
         raise NameConstraint(f"{issuer.subject} may not certify {link.subject}")
     verify_bytes(issuer.keys.verify_key, Domain.CERTIFICATE, link.payload, link.signature,
                  what=f"certificate for {link.subject}")
@@ -308,7 +314,7 @@ def make_enrollment_request(keys: NodeKeys, *, subject: str, name: str, level: L
                             requested_at: int, division: str | None = None) -> EnrollmentRequest:
     if ids.parent(subject) is None:
         raise NameConstraint(f"{subject} is a root id: roots are self-certified, not enrolled")
-    unsigned = EnrollmentRequest(subject, name, Level(level), keys.public, requested_at, division)
+    unsigned = EnrollmentRequest(subject, name, _as_level(level), keys.public, requested_at, division)
     payload = pack(unsigned.to_wire())
     request = replace(unsigned, payload=payload, signature=keys.sign(Domain.ENROLLMENT, payload))
     decode_enrollment_request(request.encode())

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from protocol.certs import (Certificate, Revocation, decode_certificate, decode_revocation,
                             validate_chain, verify_revocation)
-from protocol.errors import Malformed, UnknownType
+from protocol.errors import Malformed, NameConstraint, UnknownType, WrongIssuer
 from protocol.keys import NodeKeys
 from protocol.signing import Domain, decode_envelope, encode_envelope, verify_bytes
 from protocol.wire import Fields, Limits, pack, unpack
@@ -203,17 +203,31 @@ def verify_record(record: Record, *, chain_for: ChainLookup, trust_anchor: str, 
         validate_chain(chain, trust_anchor=trust_anchor, now_ms=now_ms, revocations=revocations)
         return
     if isinstance(content, Revocation):
-        # A revocation can only take trust away, so its signer's chain is checked
-        # without revocations: a node may still revoke itself after being revoked.
-        signer_cert = validate_chain(chain_for(content.signer), trust_anchor=trust_anchor,
-                                     now_ms=now_ms)
-        verify_revocation(content, signer_cert)
+        _verify_revocation_record(content, chain_for, trust_anchor, now_ms, revocations)
         return
     signer_cert = validate_chain(chain_for(record.subject), trust_anchor=trust_anchor,
                                  now_ms=now_ms, revocations=revocations)
+    if signer_cert.subject != record.subject:
+        raise WrongIssuer(f"{record.kind.value} record of {record.subject} checked against "
+                          f"the chain of {signer_cert.subject}")
     payload, signature = decode_envelope(record.data, RECORD_LIMITS)
     verify_bytes(signer_cert.keys.verify_key, Domain.RECORD, payload, signature,
                  what=f"{record.kind.value} record of {record.subject}")
+
+
+def _verify_revocation_record(revocation: Revocation, chain_for: ChainLookup, trust_anchor: str,
+                              now_ms: int, revocations: tuple[Revocation, ...]) -> None:
+    """A node may revoke itself even once revoked (its own chain is checked without
+    revocations); an ancestor must itself be unrevoked. Nobody may revoke serials
+    that were never issued, so a revocation cannot lock a node out of re-keying."""
+    self_revocation = revocation.signer == revocation.subject
+    signer_cert = validate_chain(chain_for(revocation.signer), trust_anchor=trust_anchor,
+                                 now_ms=now_ms, revocations=() if self_revocation else revocations)
+    verify_revocation(revocation, signer_cert)
+    issued = chain_for(revocation.subject)[-1].serial
+    if revocation.up_to_serial > issued:
+        raise NameConstraint(f"revocation of {revocation.subject} up to serial "
+                             f"{revocation.up_to_serial}, but only {issued} was issued")
 
 
 # --- merge rule ---------------------------------------------------------------
@@ -287,6 +301,8 @@ def differing_buckets(mine: Digest, theirs: Digest) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class SummaryEntry:
+    """One record in a bucket summary; ``hash`` is the record hash's first 8 bytes."""
+
     kind: str
     subject: str
     seq: int
@@ -294,7 +310,8 @@ class SummaryEntry:
 
     @classmethod
     def of(cls, record: Record) -> "SummaryEntry":
-        return cls(record.kind.value, record.subject, record.seq, record.hash)
+        return cls(record.kind.value, record.subject, record.seq,
+                   record.hash[:BUCKET_HASH_BYTES])
 
     @property
     def key(self) -> tuple[str, str]:

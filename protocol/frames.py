@@ -40,6 +40,7 @@ from protocol.wire import DEFAULT_LIMITS, Fields, Limits, pack, unpack
 FRAME_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({FRAME_VERSION})
 MAX_TYPE_LEN = 32
+MAX_CREATED_AT = 2**63 - 1  # what Fields.int accepts on the way in
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def make_frame(body: Body, *, origin: str, destination: str, created_at: int,
         raise UnknownType(f"{type(body).__name__} is not a registered frame body")
     if not isinstance(message_id, bytes) or len(message_id) != MESSAGE_ID_BYTES:
         raise Malformed(f"message id must be {MESSAGE_ID_BYTES} bytes")
-    if not isinstance(created_at, int) or created_at < 0:
+    if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
         raise Malformed("created_at must be a non-negative integer (ms)")
     return Frame(type=body.type_name, message_id=message_id, origin=validate_node_id(origin),
                  destination=validate_node_id(destination), created_at=created_at, body=body)

@@ -166,6 +166,10 @@ def _unseal(document: dict, passphrase: str | None) -> bytes:
     if document.get("kdf") != "argon2id":
         raise BadKeyFile(f"unknown key derivation {document.get('kdf')!r}")
     cost = SealingCost(int(document["opslimit"]), int(document["memlimit"]))
+    # An altered file must not make loading take minutes or gigabytes.
+    if not (argon2id.OPSLIMIT_MIN <= cost.opslimit <= argon2id.OPSLIMIT_SENSITIVE
+            and argon2id.MEMLIMIT_MIN <= cost.memlimit <= argon2id.MEMLIMIT_SENSITIVE):
+        raise BadKeyFile("key file argon2id cost is outside libsodium's min..sensitive range")
     box = nacl.secret.SecretBox(_stretch(passphrase, bytes.fromhex(document["salt"]), cost))
     try:
         return box.decrypt(bytes.fromhex(document["ciphertext"]), bytes.fromhex(document["nonce"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from protocol.errors import Malformed
 from protocol.wire import Fields
 
 MESSAGE_ID_BYTES = 16
@@ -94,9 +95,98 @@ class PingBody:
         return cls(directory_root=fields.bin("dir"))
 
 
-BODY_TYPES: dict[str, type] = {
-    DocumentBody.type_name: DocumentBody,
-    ReceiptBody.type_name: ReceiptBody,
-    PingBody.type_name: PingBody,
-}
 
+
+
+# --- gossip (anti-entropy push-pull, DESIGN §6; SPEC §8) ------------------------
+
+MAX_GOSSIP_ITEMS = 4096
+
+
+def _tuple_of(fields: Fields, key: str, check, what: str) -> tuple:
+    items = fields.array(key)
+    if len(items) > MAX_GOSSIP_ITEMS or not all(check(item) for item in items):
+        raise Malformed(f"gossip field {key!r}: expected at most {MAX_GOSSIP_ITEMS} {what}")
+    return items
+
+
+def _is_bin(item: Any) -> bool:
+    return type(item) is bytes
+
+
+def _is_entry(item: Any) -> bool:
+    return (type(item) is tuple and len(item) == 4 and type(item[0]) is str
+            and type(item[1]) is str and type(item[2]) is int and type(item[3]) is bytes)
+
+
+def _is_key(item: Any) -> bool:
+    return type(item) is tuple and len(item) == 2 and all(type(part) is str for part in item)
+
+
+def _is_bucket(item: Any) -> bool:
+    return type(item) is int and 0 <= item < 65536
+
+
+@dataclass(frozen=True)
+class GossipBody:
+    """One step of a gossip round, from initiator to responder.
+
+    ``root``: the initiator's digest root. ``push``: records (``[kind, data]``
+    encodings) the responder should merge. ``covered`` and ``entries``: the
+    initiator's ``(kind, subject, seq, hash8)`` summary of the listed buckets, asking
+    the responder what differs there.
+    """
+
+    type_name: ClassVar[str] = "gossip"
+    root: bytes
+    push: tuple[bytes, ...] = ()
+    covered: tuple[int, ...] = ()
+    entries: tuple[tuple[str, str, int, bytes], ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"root": self.root, "push": list(self.push), "covered": list(self.covered),
+                "entries": [list(entry) for entry in self.entries]}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> "GossipBody":
+        return cls(root=fields.bin("root", size=16),
+                   push=_tuple_of(fields, "push", _is_bin, "records"),
+                   covered=_tuple_of(fields, "covered", _is_bucket, "bucket numbers"),
+                   entries=_tuple_of(fields, "entries", _is_entry, "summary entries"))
+
+
+@dataclass(frozen=True)
+class GossipReplyBody:
+    """The responder's answer: its root; its buckets when roots differ and no summary
+    was sent; the records the initiator lacks; the keys it wants in return; and the
+    pushed records it refused, as ``(kind, subject, error code)``."""
+
+    type_name: ClassVar[str] = "gossip_reply"
+    root: bytes
+    buckets: bytes = b""
+    records: tuple[bytes, ...] = ()
+    want: tuple[tuple[str, str], ...] = ()
+    refused: tuple[tuple[str, str, str], ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"root": self.root, "buckets": self.buckets, "records": list(self.records),
+                "want": [list(key) for key in self.want],
+                "refused": [list(item) for item in self.refused]}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> "GossipReplyBody":
+        return cls(root=fields.bin("root", size=16), buckets=fields.bin("buckets"),
+                   records=_tuple_of(fields, "records", _is_bin, "records"),
+                   want=_tuple_of(fields, "want", _is_key, "record keys"),
+                   refused=_tuple_of(fields, "refused", _is_refusal, "refusals"))
+
+
+def _is_refusal(item: Any) -> bool:
+    return type(item) is tuple and len(item) == 3 and all(type(part) is str for part in item)
+
+
+# The table: frame type -> body class. A type not listed here is ``unknown_type``.
+BODY_TYPES: dict[str, type] = {
+    body.type_name: body
+    for body in (DocumentBody, ReceiptBody, PingBody, GossipBody, GossipReplyBody)
+}

@@ -1,0 +1,483 @@
+"""Strict msgpack decoding (protocol.wire) and the error table (protocol.errors).
+
+Every hostile input must come out as a typed ``ProtocolError`` (``Malformed`` or
+``TooLarge``), never as another exception and never as a huge allocation.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import errors, wire
+from protocol.errors import Malformed, ProtocolError, TooLarge
+from protocol.wire import DEFAULT_LIMITS, Fields, Limits, pack, unpack
+
+# --- helpers ------------------------------------------------------------------
+
+MiB = 1024 * 1024
+U32_MAX = 2**32 - 1
+
+
+def depth_of(value) -> int:
+    """Nesting depth the way wire._check_depth counts it (a scalar is 0, [] is 1)."""
+    if isinstance(value, (list, tuple)):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+def as_decoded(value):
+    """What unpack returns for a packed value: lists become tuples."""
+    if isinstance(value, (list, tuple)):
+        return tuple(as_decoded(v) for v in value)
+    if isinstance(value, dict):
+        return {k: as_decoded(v) for k, v in value.items()}
+    return value
+
+
+def peak_allocation(function, *args) -> int:
+    """Peak traced allocation (bytes) while ``function`` runs; it must raise ProtocolError."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        baseline, _ = tracemalloc.get_traced_memory()
+        with pytest.raises(ProtocolError):
+            function(*args)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - baseline
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+)
+MSGPACK_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=25,
+)
+
+
+# --- round trips --------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(MSGPACK_VALUES)
+def test_pack_unpack_round_trip_or_depth_refusal(value):
+    data = pack(value)
+    if depth_of(value) <= DEFAULT_LIMITS.max_depth:
+        assert unpack(data) == as_decoded(value)
+    else:
+        with pytest.raises(Malformed, match="nested deeper"):
+            unpack(data)
+
+
+def test_pack_uses_bin_type_for_bytes_and_str_for_text():
+    assert pack(b"ab") == b"\xc4\x02ab"
+    assert pack("ab") == b"\xa2ab"
+    assert unpack(pack(b"ab")) == b"ab"
+    assert unpack(pack("ab")) == "ab"
+
+
+def test_unpack_accepts_every_buffer_type():
+    data = pack({"a": (1, 2)})
+    for buffer in (data, bytearray(data), memoryview(data)):
+        assert unpack(buffer) == {"a": (1, 2)}
+
+
+# --- refusals before and around parsing ---------------------------------------
+
+@pytest.mark.parametrize("value", ["\x90", 144, None, [0x90], 1.5])
+def test_unpack_refuses_non_bytes(value):
+    with pytest.raises(Malformed, match="expected bytes"):
+        unpack(value)
+
+
+def test_unpack_refuses_empty_input():
+    with pytest.raises(Malformed, match="empty"):
+        unpack(b"")
+
+
+def test_too_large_is_refused_before_parsing(monkeypatch):
+    def must_not_parse(*args, **kwargs):
+        raise AssertionError("msgpack was asked to parse oversize input")
+
+    monkeypatch.setattr(wire.msgpack, "unpackb", must_not_parse)
+    limits = Limits(max_bytes=10)
+    # Garbage that would be Malformed if it were parsed: the size check must come first.
+    with pytest.raises(TooLarge) as info:
+        unpack(b"\xc1" * 11, limits)
+    assert info.value.code == "too_large"
+    assert info.value.http_status == 413
+
+
+def test_max_bytes_is_inclusive():
+    limits = Limits(max_bytes=10)
+    exactly = pack(b"x" * 8)  # c4 08 + 8 bytes = 10 bytes
+    assert len(exactly) == 10
+    assert unpack(exactly, limits) == b"x" * 8
+    with pytest.raises(TooLarge):
+        unpack(pack(b"x" * 9), limits)
+
+
+def test_default_max_bytes_refuses_one_byte_over():
+    data = bytes(DEFAULT_LIMITS.max_bytes + 1)
+    with pytest.raises(TooLarge):
+        unpack(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_decode_or_raise_typed_error(data):
+    try:
+        unpack(data)
+    except ProtocolError as exc:
+        assert isinstance(exc, (Malformed, TooLarge))
+        assert exc.code in ("malformed", "too_large")
+
+
+@settings(max_examples=120, deadline=None)
+@given(MSGPACK_VALUES)
+def test_every_proper_prefix_of_an_encoding_is_malformed(value):
+    data = pack(value)
+    for size in range(len(data)):
+        with pytest.raises(Malformed):
+            unpack(data[:size])
+
+
+@settings(max_examples=100, deadline=None)
+@given(MSGPACK_VALUES, st.binary(min_size=1, max_size=10))
+def test_trailing_data_is_malformed(value, extra):
+    with pytest.raises(Malformed):
+        unpack(pack(value) + extra)
+
+
+# --- hostile msgpack ------------------------------------------------------------
+
+HUGE_HEADERS = {
+    "bin32 4 GiB": b"\xc6" + struct.pack(">I", U32_MAX),
+    "str32 4 GiB": b"\xdb" + struct.pack(">I", U32_MAX),
+    "array32 2**32-1": b"\xdd" + struct.pack(">I", U32_MAX),
+    "map32 2**32-1": b"\xdf" + struct.pack(">I", U32_MAX),
+    "ext32 4 GiB": b"\xc9" + struct.pack(">I", U32_MAX) + b"\x01",
+    "bin16 64 KiB": b"\xc5\xff\xff",
+    "str16 64 KiB": b"\xda\xff\xff",
+    "array16 65535": b"\xdc\xff\xff",
+    "map16 65535": b"\xde\xff\xff",
+}
+
+HOSTILE = {
+    **{f"{name} with tiny body": header + b"\x00\x01\x02"
+       for name, header in HUGE_HEADERS.items()},
+    **{f"{name} bare": header for name, header in HUGE_HEADERS.items()},
+    "deep nesting 100000": b"\x91" * 100_000 + b"\xc0",
+    "deep map nesting 50000": b"\x81\xa1k" * 50_000 + b"\xc0",
+    "array just over max_depth": b"\x91" * (DEFAULT_LIMITS.max_depth + 1) + b"\xc0",
+    "map just over max_depth": b"\x81\xa1k" * (DEFAULT_LIMITS.max_depth + 1) + b"\xc0",
+    "reserved byte 0xc1": b"\xc1",
+    "invalid utf-8 in str": b"\xa2\xff\xfe",
+    "invalid utf-8 in map key": b"\x81\xa2\xc3\x28\xc0",
+    "overlong utf-8": b"\xa2\xc0\xaf",
+    "lone surrogate utf-8": b"\xa3\xed\xa0\x80",
+    "trailing nil": b"\xc0\xc0",
+    "trailing garbage after map": pack({"a": 1}) + b"\xc1",
+    "int map key": b"\x81\x01\x02",
+    "nil map key": b"\x81\xc0\x02",
+    "bool map key": b"\x81\xc3\x02",
+    "float map key": b"\x81\xcb" + struct.pack(">d", 1.5) + b"\x02",
+    "array map key": b"\x81\x91\x01\x02",
+    "empty array map key": b"\x81\x90\x02",
+    "map map key": b"\x81\x80\x02",
+    "bytes map key": b"\x81\xc4\x01k\x02",
+    "bytes map key beside str keys": pack({"a": 1, b"b": 2, "c": 3}),
+    "nested bytes map key": pack({"a": {b"b": 1}}),
+    "fixext1": b"\xd4\x05\x00",
+    "fixext4": b"\xd6\x05\x00\x00\x00\x00",
+    "fixext16": b"\xd8\x05" + bytes(16),
+    "ext8 empty": b"\xc7\x00\x05",
+    "ext8 negative type": b"\xc7\x00\x80",
+    "ext8 with data": b"\xc7\x03\x05abc",
+    "ext16": b"\xc8\x00\x02\x05ab",
+    "timestamp32": b"\xd6\xff\x00\x00\x00\x01",
+    "timestamp64": b"\xd7\xff" + bytes(8),
+    "timestamp96": b"\xc7\x0c\xff" + bytes(12),
+    "timestamp empty": b"\xc7\x00\xff",
+    "ext inside array": b"\x91\xd4\x05\x00",
+    "ext as map value": b"\x81\xa1k\xd4\x05\x00",
+    "truncated uint64": b"\xcf\x00\x00",
+    "truncated float64": b"\xcb\x00",
+    "truncated str8": b"\xd9\x05ab",
+}
+
+
+@pytest.mark.parametrize("data", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_hostile_msgpack_is_malformed(data):
+    with pytest.raises(Malformed) as info:
+        unpack(data)
+    assert info.value.code == "malformed"
+    assert info.value.http_status == 400
+
+
+def test_nesting_exactly_at_max_depth_is_accepted():
+    limit = DEFAULT_LIMITS.max_depth
+    assert depth_of(unpack(b"\x91" * limit + b"\xc0")) == limit
+    assert depth_of(unpack(b"\x81\xa1k" * limit + b"\xc0")) == limit
+    with pytest.raises(Malformed, match="nested deeper than 8"):
+        unpack(b"\x91" * (limit + 1) + b"\xc0")
+
+
+def test_depth_counts_the_deepest_branch_not_the_first():
+    shallow_then_deep = [1, [2], {"a": [[[[[[[[]]]]]]]]}]  # deepest branch has depth 10
+    assert depth_of(shallow_then_deep) == 10
+    with pytest.raises(Malformed, match="nested deeper"):
+        unpack(pack(shallow_then_deep))
+    assert unpack(pack(shallow_then_deep), Limits(max_depth=10))[2]["a"]
+
+
+def test_empty_containers_count_towards_depth():
+    assert unpack(pack([[]]), Limits(max_depth=2)) == ((),)
+    with pytest.raises(Malformed):
+        unpack(pack([[]]), Limits(max_depth=1))
+
+
+def test_str_bin_array_map_length_limits():
+    limits = Limits(max_str_len=4, max_bin_len=4, max_array_len=4, max_map_len=4)
+    assert unpack(pack("abcd"), limits) == "abcd"
+    assert unpack(pack(b"abcd"), limits) == b"abcd"
+    assert unpack(pack([0] * 4), limits) == (0,) * 4
+    assert unpack(pack({str(i): i for i in range(4)}), limits) == {str(i): i for i in range(4)}
+    for over in ("abcde", b"abcde", [0] * 5, {str(i): i for i in range(5)}):
+        with pytest.raises(Malformed, match="exceeds"):
+            unpack(pack(over), limits)
+
+
+def test_str_limit_counts_bytes_not_characters():
+    with pytest.raises(Malformed):
+        unpack(pack("文件"), Limits(max_str_len=5))  # 2 characters, 6 bytes
+    assert unpack(pack("文件"), Limits(max_str_len=6)) == "文件"
+
+
+def test_default_array_and_map_limits():
+    assert len(unpack(pack([None] * DEFAULT_LIMITS.max_array_len))) == DEFAULT_LIMITS.max_array_len
+    with pytest.raises(Malformed):
+        unpack(pack([None] * (DEFAULT_LIMITS.max_array_len + 1)))
+    with pytest.raises(Malformed):
+        unpack(pack({str(i): 0 for i in range(DEFAULT_LIMITS.max_map_len + 1)}))
+
+
+def test_floats_decode():
+    assert unpack(pack(1.5)) == 1.5
+
+
+def test_error_detail_names_what_was_decoded_and_is_short():
+    with pytest.raises(Malformed) as info:
+        unpack(b"\xdd" + struct.pack(">I", U32_MAX), what="frame payload")
+    assert info.value.detail.startswith("frame payload:")
+    assert len(info.value.detail) < 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=60), st.sampled_from(list(HUGE_HEADERS.values())))
+def test_huge_headers_followed_by_anything_are_malformed(tail, header):
+    with pytest.raises(Malformed):
+        unpack(header + tail)
+
+
+# --- allocation bounds ----------------------------------------------------------
+
+ALLOCATION_CASES = {
+    "array32 2**32-1": b"\xdd" + struct.pack(">I", U32_MAX) + b"\xc0",
+    "map32 2**32-1": b"\xdf" + struct.pack(">I", U32_MAX) + b"\xa1k\xc0",
+    "bin32 4 GiB": b"\xc6" + struct.pack(">I", U32_MAX) + b"xyz",
+    "str32 4 GiB": b"\xdb" + struct.pack(">I", U32_MAX) + b"xyz",
+    "ext32 4 GiB": b"\xc9" + struct.pack(">I", U32_MAX) + b"\x05xyz",
+    # Declared lengths exactly at the caps: allowed, but the body is missing.
+    "bin32 at max_bin_len": b"\xc6" + struct.pack(">I", DEFAULT_LIMITS.max_bin_len) + b"xyz",
+    "str32 at max_str_len": b"\xdb" + struct.pack(">I", DEFAULT_LIMITS.max_str_len) + b"xyz",
+    "array32 nested in array32": (b"\x91\xdd" + struct.pack(">I", U32_MAX)),
+    "huge array inside a map": b"\x81\xa1k\xdd" + struct.pack(">I", U32_MAX),
+}
+
+
+@pytest.mark.parametrize("data", list(ALLOCATION_CASES.values()), ids=list(ALLOCATION_CASES))
+def test_huge_declared_lengths_do_not_allocate(data):
+    peak = peak_allocation(unpack, data)
+    assert peak < len(data) + MiB, f"peak {peak} bytes"
+
+
+def test_unclosed_nesting_allocation_is_bounded_by_msgpack_stack():
+    """Known amplification: msgpack preallocates each open array before its items.
+
+    Arrays declaring ``max_array_len`` items, nested without ever closing, make
+    msgpack preallocate one tuple per level until its own 1024-level stack stops it:
+    about 1024 * 4096 * 8 bytes = 32 MiB from a ~5 KiB input. The depth limit is only
+    checked after parsing, so it does not help. This test pins the bound so a
+    regression (or a msgpack without a stack cap) is noticed.
+    """
+    header = b"\xdd" + struct.pack(">I", DEFAULT_LIMITS.max_array_len)
+    data = header * 2000
+    peak = peak_allocation(unpack, data)
+    slot_bytes = 8 * DEFAULT_LIMITS.max_array_len
+    assert peak < 1100 * slot_bytes + MiB, f"peak {peak} bytes"
+
+
+# --- Fields -------------------------------------------------------------------------
+
+SAMPLE_VALUES = {
+    "nil": None, "true": True, "false": False, "zero": 0, "int": 7, "negative": -1,
+    "u64": 2**64 - 1, "float": 1.5, "str": "x", "empty str": "", "bin": b"x",
+    "array": (1,), "empty array": (), "map": {"a": 1}, "empty map": {},
+}
+KINDS = {  # Fields method -> the Python types it accepts (bool is not an int here)
+    "str": (str,), "bin": (bytes,), "int": (int,), "bool": (bool,), "map": (dict,),
+    "array": (tuple,), "node_id": (str,),
+}
+
+
+def _right_type(value, kinds) -> bool:
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds)
+
+
+WRONG_TYPE_CASES = [
+    (method, name, value)
+    for method, kinds in KINDS.items()
+    for name, value in SAMPLE_VALUES.items()
+    if not _right_type(value, kinds)
+]
+
+
+@pytest.mark.parametrize(("method", "name", "value"), WRONG_TYPE_CASES,
+                         ids=[f"{m}-{n}" for m, n, _ in WRONG_TYPE_CASES])
+def test_fields_refuse_wrong_types(method, name, value):
+    fields = Fields({"f": value}, "thing")
+    with pytest.raises(Malformed, match=r"thing: field 'f' must be"):
+        getattr(fields, method)("f")
+
+
+@pytest.mark.parametrize("method", list(KINDS))
+def test_fields_refuse_missing_keys(method):
+    with pytest.raises(Malformed, match="missing field 'f'"):
+        getattr(Fields({"g": 1}, "thing"), method)("f")
+
+
+@pytest.mark.parametrize("value", [None, (), 1, "x", b"x", True])
+def test_fields_require_a_map(value):
+    with pytest.raises(Malformed, match="expected a map"):
+        Fields(value, "thing")
+
+
+def test_fields_read_typed_values():
+    fields = Fields({"s": "abc", "b": b"\x01\x02", "i": 5, "t": True, "m": {"k": 1},
+                     "a": (1, 2), "n": "gd.chaozhou", "o": None}, "thing")
+    assert fields.str("s") == "abc"
+    assert fields.bin("b", size=2) == b"\x01\x02"
+    assert fields.int("i", min_value=5, max_value=5) == 5
+    assert fields.bool("t") is True
+    assert fields.map("m") == {"k": 1}
+    assert fields.array("a") == (1, 2)
+    assert fields.node_id("n") == "gd.chaozhou"
+    assert fields.optional_str("o") is None
+    assert fields.optional_str("absent") is None
+    assert fields.has("s") and not fields.has("absent")
+    fields.done()
+
+
+def test_fields_done_refuses_unread_keys():
+    fields = Fields({"a": 1, "b": 2, "c": 3}, "thing")
+    fields.int("a")
+    with pytest.raises(Malformed, match=r"unknown field\(s\) \['b', 'c'\]"):
+        fields.done()
+
+
+def test_fields_constraints():
+    fields = Fields({"s": "abcd", "blank": "  \t", "b": b"abc", "i": 10}, "thing")
+    assert fields.str("s", max_len=4) == "abcd"
+    with pytest.raises(Malformed, match="longer than 3"):
+        fields.str("s", max_len=3)
+    assert fields.str("blank") == "  \t"
+    with pytest.raises(Malformed, match="must not be empty"):
+        fields.str("blank", allow_empty=False)
+    with pytest.raises(Malformed, match="must be 4 bytes, got 3"):
+        fields.bin("b", size=4)
+    with pytest.raises(Malformed, match="out of range"):
+        fields.int("i", max_value=9)
+    with pytest.raises(Malformed, match="out of range"):
+        fields.int("i", min_value=11)
+    assert fields.int("i", min_value=10, max_value=10) == 10
+
+
+def test_fields_int_default_range_is_non_negative_int64():
+    assert Fields({"i": 2**63 - 1}, "t").int("i") == 2**63 - 1
+    for bad in (-1, 2**63, 2**64 - 1):
+        with pytest.raises(Malformed, match="out of range"):
+            Fields({"i": bad}, "t").int("i")
+
+
+def test_fields_optional_str_checks_present_values():
+    assert Fields({"o": "abc"}, "t").optional_str("o") == "abc"
+    with pytest.raises(Malformed):
+        Fields({"o": 1}, "t").optional_str("o")
+    with pytest.raises(Malformed):
+        Fields({"o": "abcd"}, "t").optional_str("o", max_len=3)
+
+
+@pytest.mark.parametrize("bad", ["GD", "gd..x", "-gd", "gd.", "", "a" * 256, "gd/x"])
+def test_fields_node_id_refuses_bad_ids_with_typed_errors(bad):
+    with pytest.raises(ProtocolError) as info:
+        Fields({"n": bad}, "t").node_id("n")
+    # Over-long strings are refused by length before id validation.
+    assert info.value.code in ("bad_node_id", "malformed")
+
+
+# --- the error table --------------------------------------------------------------
+
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+
+
+def test_every_error_class_has_a_unique_snake_case_code():
+    classes = errors.all_error_classes()
+    codes = [cls.code for cls in classes]
+    assert len(codes) == len(set(codes)), sorted(c for c in codes if codes.count(c) > 1)
+    for cls in classes:
+        assert issubclass(cls, ProtocolError)
+        assert SNAKE_CASE.fullmatch(cls.code), cls
+        assert cls.code != ProtocolError.code, f"{cls.__name__} does not set its own code"
+        assert 400 <= cls.http_status < 500, cls
+
+
+def test_all_error_classes_finds_every_class_in_the_module():
+    defined = {obj for obj in vars(errors).values()
+               if isinstance(obj, type) and issubclass(obj, ProtocolError)
+               and obj is not ProtocolError}
+    assert defined == set(errors.all_error_classes())
+
+
+def test_design_codes_are_present():
+    codes = {cls.code for cls in errors.all_error_classes()}
+    assert {"bad_signature", "unknown_origin", "expired_cert", "revoked", "too_large",
+            "malformed", "replay", "not_addressed_here", "unknown_type",
+            "unsupported_version", "bad_node_id", "bad_key_file", "bad_passphrase",
+            "cannot_decrypt"} <= codes
+
+
+@pytest.mark.parametrize("cls", errors.all_error_classes(), ids=lambda c: c.__name__)
+def test_error_as_dict_and_default_detail(cls):
+    assert cls().as_dict() == {"error": cls.code, "detail": cls.code}
+    error = cls("why it failed")
+    assert error.as_dict() == {"error": cls.code, "detail": "why it failed"}
+    assert str(error) == "why it failed"
