@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from node import __version__
+from node.cli_node import register as register_node_commands
 from node.output import comparisons_table, console, print_json
 
 
@@ -14,14 +15,17 @@ def main() -> None:
     """govnode: federated peer node for government document exchange."""
 
 
+register_node_commands(main)
+
+
 @main.group()
 def bench() -> None:
     """Speed figures, each beside the physical limit measured in the same run."""
 
 
 @bench.command("wire")
-@click.option("--rounds", default=5, show_default=True, help="Interleaved measuring rounds.")
-@click.option("--round-seconds", default=0.4, show_default=True, type=float)
+@click.option("--rounds", default=9, show_default=True, help="Interleaved measuring rounds.")
+@click.option("--round-seconds", default=0.25, show_default=True, type=float)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def bench_wire(rounds: int, round_seconds: float, as_json: bool) -> None:
     """Signed-frame encode+sign and decode+verify (4 KiB body) vs raw PyNaCl."""

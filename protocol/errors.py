@@ -118,6 +118,13 @@ class NotAddressedHere(ProtocolError):
     http_status = 421
 
 
+class NotReady(ProtocolError):
+    """The node cannot serve this yet (e.g. it is not enrolled): try again later."""
+
+    code = "not_ready"
+    http_status = 503
+
+
 # --- workflow ---------------------------------------------------------------
 
 class IllegalTransition(ProtocolError):

@@ -35,7 +35,7 @@ from protocol.errors import Malformed, Replay, UnknownType, UnsupportedVersion
 from protocol.keys import NodeKeys, RandomBytes
 from protocol.messages import BODY_TYPES, MESSAGE_ID_BYTES, Body
 from protocol.signing import Domain, decode_envelope, encode_envelope, verify_bytes
-from protocol.wire import DEFAULT_LIMITS, Fields, Limits, pack, unpack
+from protocol.wire import DEFAULT_LIMITS, Fields, Limits, pack, read_exact, unpack
 
 FRAME_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({FRAME_VERSION})
@@ -119,26 +119,31 @@ def open_frame(data: bytes, key_for_origin: Callable[[str], bytes],
     return signed.verify(key_for_origin(signed.origin))
 
 
+_PAYLOAD_SCHEMA = {"v": int, "t": str, "id": bytes, "o": str, "d": str, "at": int, "b": dict}
+
+
 def _frame_from_payload(value: Any) -> Frame:
-    fields = Fields(value, "frame payload")
-    version = fields.int("v")
+    # The version first: a later version may have other fields.
+    version = value.get("v") if type(value) is dict else None
+    if type(version) is int and version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(f"frame version {version} (this node speaks {FRAME_VERSION})")
+    version, type_name, message_id, origin, destination, created_at, body = read_exact(
+        value, _PAYLOAD_SCHEMA, "frame payload")
     if version not in SUPPORTED_VERSIONS:
         raise UnsupportedVersion(f"frame version {version} (this node speaks {FRAME_VERSION})")
-    type_name = fields.str("t", max_len=MAX_TYPE_LEN)
+    if len(type_name) > MAX_TYPE_LEN:
+        raise Malformed(f"frame payload: field 't' longer than {MAX_TYPE_LEN} characters")
     body_class = BODY_TYPES.get(type_name)
     if body_class is None:
         raise UnknownType(f"unknown frame type {type_name!r}")
-    frame = Frame(
-        version=version,
-        type=type_name,
-        message_id=fields.bin("id", size=MESSAGE_ID_BYTES),
-        origin=fields.node_id("o"),
-        destination=fields.node_id("d"),
-        created_at=fields.int("at"),
-        body=_body(body_class, fields.map("b"), type_name),
-    )
-    fields.done()
-    return frame
+    if len(message_id) != MESSAGE_ID_BYTES:
+        raise Malformed(f"frame payload: field 'id' must be {MESSAGE_ID_BYTES} bytes, "
+                        f"got {len(message_id)}")
+    if not 0 <= created_at <= MAX_CREATED_AT:
+        raise Malformed(f"frame payload: field 'at' out of range [0, {MAX_CREATED_AT}]")
+    return Frame(version=version, type=type_name, message_id=message_id,
+                 origin=validate_node_id(origin), destination=validate_node_id(destination),
+                 created_at=created_at, body=_body(body_class, body, type_name))
 
 
 def _body(body_class: type, value: dict, type_name: str) -> Body:

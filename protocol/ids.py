@@ -19,6 +19,7 @@ is why ``is_under`` checks ``ancestor + "."`` rather than a bare prefix.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from protocol.errors import BadNodeId, NoRoute
@@ -50,6 +51,12 @@ _UPPERCASE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _QUOTE_LIMIT = 40
 _SEGMENT_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?"
 _VALID_ID = re.compile(rf"{_SEGMENT_PATTERN}(?:\.{_SEGMENT_PATTERN}){{0,{MAX_DEPTH - 1}}}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_well_formed(node_id: str) -> bool:
+    """Cached: a federation has a few thousand ids, seen over and over."""
+    return _VALID_ID.fullmatch(node_id) is not None
 
 
 def _quote(value: object) -> str:
@@ -88,7 +95,7 @@ def validate_node_id(value: object) -> str:
     # overridden methods cannot misbehave below or leak out to callers.
     node_id = str.__str__(value)
     # Fast path: ids are validated on every frame; the loop below only explains why not.
-    if len(node_id) <= MAX_ID_LEN and _VALID_ID.fullmatch(node_id):
+    if len(node_id) <= MAX_ID_LEN and _is_well_formed(node_id):
         return node_id
     if not node_id:
         raise BadNodeId("node id is empty")

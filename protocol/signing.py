@@ -60,6 +60,10 @@ def encode_envelope(payload: bytes, signature: bytes) -> bytes:
 def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS, *,
                     what: str = "envelope") -> tuple[bytes, bytes]:
     """Split an envelope into (payload bytes, signature) without trusting either."""
+    if type(data) is bytes and len(data) <= limits.max_bytes:
+        split = _split_packed_envelope(data, limits.max_bin_len)
+        if split is not None:
+            return split
     outer = unpack(data, _outer_limits(limits), what=what)
     if not (isinstance(outer, tuple) and len(outer) == 2):
         raise Malformed(f"{what}: expected [payload, signature]")
@@ -69,6 +73,31 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS, *,
     if len(signature) != SIGNATURE_BYTES:
         raise Malformed(f"{what}: signature must be {SIGNATURE_BYTES} bytes")
     return payload, signature
+
+
+_BIN_HEADERS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin8/16/32: bytes of length that follow
+_SIGNATURE_HEADER = bytes((0xC4, SIGNATURE_BYTES))
+
+
+def _split_packed_envelope(data: bytes, max_bin_len: int) -> tuple[bytes, bytes] | None:
+    """Read the envelope as ``pack`` writes it (fixarray of 2, bin, bin8 of 64) by slicing.
+
+    Every frame takes this path, so it avoids a general decode. Anything else -- a
+    valid but differently packed envelope, or garbage -- returns None and goes through
+    ``unpack``, which accepts exactly the same envelopes and explains the rest.
+    """
+    if len(data) < 3 + 2 + SIGNATURE_BYTES or data[0] != 0x92:
+        return None
+    width = _BIN_HEADERS.get(data[1])
+    if width is None:
+        return None
+    start = 2 + width
+    size = int.from_bytes(data[2:start], "big")
+    end = start + size
+    if size > max_bin_len or len(data) != end + 2 + SIGNATURE_BYTES or \
+            data[end:end + 2] != _SIGNATURE_HEADER:
+        return None
+    return data[start:end], data[end + 2:]
 
 
 @functools.lru_cache(maxsize=16)

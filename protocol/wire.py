@@ -5,8 +5,9 @@ reads fields through ``Fields``. ``unpack`` checks the total size *before* parsi
 hands msgpack hard caps on string, binary, array and map lengths (msgpack checks a
 declared length against its cap before allocating anything for it), refuses ext
 types and non-string map keys, and then checks the nesting depth (msgpack's own
-stack stops hostile nesting at a few hundred levels before that). Floats decode but
-no field accepts one. Any
+stack stops hostile nesting at 1024 levels before that). Nesting is also refused
+*before* msgpack may preallocate long arrays: see ``_refuse_deep_nesting``. Floats
+decode but no field accepts one. Any
 failure, of whatever kind inside msgpack, comes out as ``Malformed`` or ``TooLarge``:
 callers never see a ``ValueError`` or ``UnicodeDecodeError``.
 
@@ -62,15 +63,52 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "message
         raise TooLarge(f"{what}: {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     if not data:
         raise Malformed(f"{what}: empty")
+    # msgpack allocates an array's slots when it reads the header, before any item, so
+    # unclosed nested arrays declaring max_array_len items cost 8 * max_array_len bytes
+    # a level, for up to 1024 levels (32 MiB by default from ~5 KiB). The first attempt
+    # allows fixarrays only (<= 15 slots a level); an input that needs longer arrays (or
+    # is refused anyway) is decoded again with the real limit, once its nesting has
+    # been checked. Typical frames hold no arrays and pay nothing for this.
+    short_arrays = limits.max_array_len
+    if short_arrays > _FIXARRAY_MAX:  # (not min(): this is the hot path)
+        short_arrays = _FIXARRAY_MAX
     try:
-        value = msgpack.unpackb(
+        value = _decode(data, limits, short_arrays, what)
+    except Malformed:
+        if short_arrays == limits.max_array_len:
+            raise
+        value = _RETRY
+    if value is _RETRY:
+        data = bytes(data) if isinstance(data, memoryview) else data
+        long_arrays = data.count(b"\xdc") + data.count(b"\xdd")  # array16/32 headers, or not
+        if long_arrays * (_SLOT_BYTES * limits.max_array_len + _ARRAY_BYTES) > _ARRAY_BUDGET:
+            _refuse_deep_nesting(data, limits, what)
+        value = _decode(data, limits, limits.max_array_len, what)
+    _check_depth(value, limits.max_depth, what)
+    return value
+
+
+# Preallocation by msgpack's C unpacker (msgpack 1.x, pinned by tests/test_wire.py):
+# PyTuple_New(n) for an array header, PyDict_New() (empty, grows as filled) for a map.
+_FIXARRAY_MAX = 15
+_SLOT_BYTES = 8
+_ARRAY_BYTES = 64  # tuple header and allocator rounding
+# Arrays msgpack may preallocate for an input whose nesting was not walked. With the
+# fixarray levels beside them (at most 1024 * 15 slots) the total stays under 1 MiB.
+_ARRAY_BUDGET = 512 * 1024
+_RETRY = object()
+
+
+def _decode(data: bytes, limits: Limits, max_array_len: int, what: str) -> Any:
+    try:
+        return msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
             use_list=False,
             max_str_len=limits.max_str_len,
             max_bin_len=limits.max_bin_len,
-            max_array_len=limits.max_array_len,
+            max_array_len=max_array_len,
             max_map_len=limits.max_map_len,
             max_ext_len=0,
             ext_hook=_refuse_ext,
@@ -79,8 +117,85 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "message
         raise
     except _MSGPACK_FAILURES as exc:
         raise Malformed(f"{what}: not valid msgpack within limits ({_short(exc)})") from None
-    _check_depth(value, limits.max_depth, what)
-    return value
+
+
+def _refuse_deep_nesting(data: bytes, limits: Limits, what: str) -> None:
+    """Refuse nesting deeper than ``limits.max_depth`` by reading headers only.
+
+    Why: the depth check after decoding comes too late for arrays msgpack has already
+    preallocated (see ``unpack``). This walks the msgpack headers without building any
+    value, skipping str/bin/ext payloads by their declared length, and keeps one count
+    of elements still to read per open container (a map of n entries has 2n). It never
+    looks past the data actually present, so its work is linear in the input whatever
+    the declared lengths. Anything it cannot follow (truncation, byte 0xc1, a length
+    over the caps) it leaves to msgpack, which refuses it before allocating.
+    """
+    pending: list[int] = []  # elements still to read in each open container, innermost last
+    end = len(data)
+    pos = 0
+    while pos < end:
+        header = _HEADERS[data[pos]]
+        if header is None:
+            return  # 0xc1
+        kind, width, count = header
+        if kind == _SKIP:  # width is the whole item's size
+            pos += width
+            count = 0
+        elif kind == _SIZED:  # width: size of the length field; count: bytes before the data
+            start = pos + 1 + width
+            pos = start + count + int.from_bytes(data[pos + 1:start], "big")
+            count = 0
+        else:
+            if len(pending) >= limits.max_depth:
+                raise Malformed(f"{what}: nested deeper than {limits.max_depth}")
+            if kind == _OPEN:  # count is the number of elements
+                pos += 1
+            else:  # _OPEN_SIZED: count is elements per declared entry
+                start = pos + 1 + width
+                length = int.from_bytes(data[pos + 1:start], "big")
+                if length > (limits.max_map_len if count == 2 else limits.max_array_len):
+                    return
+                count *= length
+                pos = start
+        if pending:
+            pending[-1] -= 1  # this item is one element of the container around it
+        if count:
+            pending.append(count)
+            continue
+        while pending and not pending[-1]:
+            pending.pop()
+        if not pending:
+            return  # one whole value read; trailing bytes are msgpack's to refuse
+
+
+_SKIP, _SIZED, _OPEN, _OPEN_SIZED = range(4)
+
+
+def _header_table() -> tuple[tuple[int, int, int] | None, ...]:
+    """First byte of an item -> (kind, width, count), as ``_refuse_deep_nesting`` reads them."""
+    table: list[tuple[int, int, int] | None] = [None] * 256  # None only for 0xc1 (never used)
+    for byte in (*range(0x00, 0x80), *range(0xE0, 0x100), 0xC0, 0xC2, 0xC3):
+        table[byte] = (_SKIP, 1, 0)  # fixints, nil, false, true
+    for byte in range(0xA0, 0xC0):
+        table[byte] = (_SKIP, 1 + (byte & 0x1F), 0)  # fixstr
+    for byte, size in {0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2,
+                       0xD1: 3, 0xD2: 5, 0xD3: 9, 0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10,
+                       0xD8: 18}.items():
+        table[byte] = (_SKIP, size, 0)  # floats, ints, fixext (type byte + 1..16)
+    for byte, width in {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}.items():
+        table[byte] = (_SIZED, width, 0)  # bin8/16/32, str8/16/32
+    for byte, width in {0xC7: 1, 0xC8: 2, 0xC9: 4}.items():
+        table[byte] = (_SIZED, width, 1)  # ext8/16/32: length, type byte, data
+    for byte in range(0x90, 0xA0):
+        table[byte] = (_OPEN, 0, byte & 0x0F)  # fixarray
+    for byte in range(0x80, 0x90):
+        table[byte] = (_OPEN, 0, 2 * (byte & 0x0F))  # fixmap
+    for byte, width, per_entry in ((0xDC, 2, 1), (0xDD, 4, 1), (0xDE, 2, 2), (0xDF, 4, 2)):
+        table[byte] = (_OPEN_SIZED, width, per_entry)  # array16/32, map16/32
+    return tuple(table)
+
+
+_HEADERS = _header_table()
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -113,6 +228,31 @@ _STR_ONLY = frozenset({str})
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_KIND_NAMES = {str: "a string", bytes: "binary", int: "an integer", dict: "a map",
+               tuple: "an array", bool: "a boolean"}
+
+
+def read_exact(value: Any, schema: dict[str, type], what: str) -> list[Any]:
+    """The values of a map with exactly ``schema``'s keys, each of exactly its type.
+
+    The one-call form of ``Fields`` for hot decoders (a frame's envelope fields): the
+    key set is compared at once, then each type; the refusals read as ``Fields``'.
+    """
+    if type(value) is not dict:
+        raise Malformed(f"{what}: expected a map, got {_type_name(value)}")
+    if value.keys() != schema.keys():
+        missing = [key for key in schema if key not in value]
+        if missing:
+            raise Malformed(f"{what}: missing field {missing[0]!r}")
+        raise Malformed(f"{what}: unknown field(s) {sorted(value.keys() - schema.keys())!r}")
+    values = [value[key] for key in schema]
+    for (key, kind), item in zip(schema.items(), values):
+        if type(item) is not kind:
+            raise Malformed(f"{what}: field {key!r} must be {_KIND_NAMES[kind]}, "
+                            f"got {_type_name(item)}")
+    return values
 
 
 class Fields:

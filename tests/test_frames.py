@@ -658,11 +658,16 @@ def test_gossip_item_checks_on_the_wire(frame_type, key, value):
 
 @pytest.mark.parametrize(("key", "value"), [
     ("id", b"x" * 15), ("id", b"x" * 17), ("id", b""), ("at", -1), ("at", 2**63),
-    ("t", "x" * (MAX_TYPE_LEN + 1)), ("o", "a" * (MAX_ID_LEN + 1)),
+    ("t", "x" * (MAX_TYPE_LEN + 1)),
 ])
 def test_envelope_field_ranges_on_the_wire(key, value):
     with pytest.raises(Malformed, match=f"'{key}'"):
         parse_frame(envelope_for(with_field(WIRE_BY_TYPE["ping"], key, value)))
+
+
+def test_an_overlong_origin_is_a_bad_node_id():
+    with pytest.raises(BadNodeId, match="characters long"):
+        parse_frame(envelope_for(with_field(WIRE_BY_TYPE["ping"], "o", "a" * (MAX_ID_LEN + 1))))
 
 
 @pytest.mark.parametrize(("overrides", "error"), [

@@ -318,20 +318,220 @@ def test_huge_declared_lengths_do_not_allocate(data):
     assert peak < len(data) + MiB, f"peak {peak} bytes"
 
 
-def test_unclosed_nesting_allocation_is_bounded_by_msgpack_stack():
-    """Known amplification: msgpack preallocates each open array before its items.
+NESTED_LONG_ARRAYS = {
+    # Unclosed nesting whose every level declares max_array_len items: msgpack would
+    # preallocate 8 * 4096 bytes a level for 1024 levels (32 MiB) from ~10 KiB.
+    "array32": (b"\xdd" + struct.pack(">I", DEFAULT_LIMITS.max_array_len)) * 2000,
+    "array16": (b"\xdc" + struct.pack(">H", DEFAULT_LIMITS.max_array_len)) * 2000,
+    "array16 in map": (b"\x81\xa1k\xdc" + struct.pack(">H", DEFAULT_LIMITS.max_array_len)) * 2000,
+    "after fixarrays": b"\x91" * 5 + (b"\xdd" + struct.pack(">I", 4096)) * 2000,
+}
 
-    Arrays declaring ``max_array_len`` items, nested without ever closing, make
-    msgpack preallocate one tuple per level until its own 1024-level stack stops it:
-    about 1024 * 4096 * 8 bytes = 32 MiB from a ~5 KiB input. The depth limit is only
-    checked after parsing, so it does not help. This test pins the bound so a
-    regression (or a msgpack without a stack cap) is noticed.
-    """
-    header = b"\xdd" + struct.pack(">I", DEFAULT_LIMITS.max_array_len)
-    data = header * 2000
+
+@pytest.mark.parametrize("data", list(NESTED_LONG_ARRAYS.values()), ids=list(NESTED_LONG_ARRAYS))
+def test_unclosed_nested_long_arrays_are_refused_before_allocating(data):
+    with pytest.raises(Malformed, match="nested deeper than 8"):
+        unpack(data)
     peak = peak_allocation(unpack, data)
-    slot_bytes = 8 * DEFAULT_LIMITS.max_array_len
-    assert peak < 1100 * slot_bytes + MiB, f"peak {peak} bytes"
+    assert peak < len(data) + MiB, f"peak {peak} bytes"
+
+
+def test_msgpack_never_sees_the_long_array_limit_before_the_nesting_check(monkeypatch):
+    seen = []
+    real_unpackb = wire.msgpack.unpackb
+
+    def spy(data, **kwargs):
+        seen.append(kwargs["max_array_len"])
+        return real_unpackb(data, **kwargs)
+
+    monkeypatch.setattr(wire.msgpack, "unpackb", spy)
+    with pytest.raises(Malformed, match="nested deeper than 8"):
+        unpack(NESTED_LONG_ARRAYS["array32"])
+    assert seen and max(seen) <= 15  # only the fixarray-sized first attempt ran
+
+
+def test_long_arrays_the_walker_lets_through_stay_under_the_budget(monkeypatch):
+    """Below the budget msgpack may preallocate unwalked: the worst such case is bounded."""
+    header = b"\xdd" + struct.pack(">I", DEFAULT_LIMITS.max_array_len)
+    levels = wire._ARRAY_BUDGET // (8 * DEFAULT_LIMITS.max_array_len + wire._ARRAY_BYTES)
+    # Fill msgpack's 1024-level stack with fixarrays around them (incomplete input).
+    worst = b"\x9f" * (1023 - levels) + header * levels
+    peak = peak_allocation(unpack, worst)
+    assert peak < len(worst) + MiB, f"peak {peak} bytes"
+    with pytest.raises(Malformed, match="nested deeper"):  # one more and the walker runs
+        unpack(b"\x9f" * (1022 - levels) + header * (levels + 1))
+
+
+def test_msgpack_does_not_preallocate_maps():
+    """Maps start empty whatever length they declare, so only arrays need the walker."""
+    limits = Limits(max_map_len=2**20, max_depth=2000)
+    data = (b"\xdf" + struct.pack(">I", 2**20) + b"\xa1k") * 1000
+    peak = peak_allocation(unpack, data, limits)
+    assert peak < len(data) + MiB, f"peak {peak} bytes"
+
+
+def test_msgpack_stack_stops_fixarray_nesting_at_1024_levels():
+    """The fixarray-only first attempt relies on this cap (15 slots a level, 1024 levels)."""
+    wire.msgpack.unpackb(b"\x91" * 1024 + b"\xc0")
+    with pytest.raises(wire.msgpack.exceptions.StackError):
+        wire.msgpack.unpackb(b"\x91" * 1025 + b"\xc0")
+
+
+# --- the nesting walker ---------------------------------------------------------------
+
+
+def walk(data: bytes, max_depth: int = DEFAULT_LIMITS.max_depth) -> None:
+    wire._refuse_deep_nesting(data, Limits(max_depth=max_depth), "thing")
+
+
+def nested(headers: list[bytes], depth: int) -> bytes:
+    """``depth`` one-element containers, cycling through ``headers``, around a nil."""
+    return b"".join(headers[level % len(headers)] for level in range(depth)) + b"\xc0"
+
+
+NESTING_HEADERS = {  # each opens a container holding exactly the next level
+    "array16": [b"\xdc\x00\x01"],
+    "array32": [b"\xdd\x00\x00\x00\x01"],
+    "map16": [b"\xde\x00\x01\xa1k"],
+    "map32": [b"\xdf\x00\x00\x00\x01\xa1k"],
+    "array16 and map16": [b"\xdc\x00\x01", b"\xde\x00\x01\xa1k"],
+    "all kinds": [b"\x91", b"\xdc\x00\x01", b"\x81\xa1k", b"\xdf\x00\x00\x00\x01\xa1k"],
+}
+
+
+@pytest.mark.parametrize("headers", list(NESTING_HEADERS.values()), ids=list(NESTING_HEADERS))
+def test_walker_refuses_one_level_over_max_depth(headers):
+    limit = DEFAULT_LIMITS.max_depth
+    with pytest.raises(Malformed, match=f"thing: nested deeper than {limit}"):
+        walk(nested(headers, limit + 1))
+    with pytest.raises(Malformed, match=f"nested deeper than {limit}"):
+        unpack(nested(headers, limit + 1))
+
+
+@pytest.mark.parametrize("headers", list(NESTING_HEADERS.values()), ids=list(NESTING_HEADERS))
+def test_walker_accepts_nesting_exactly_at_max_depth(headers):
+    limit = DEFAULT_LIMITS.max_depth
+    walk(nested(headers, limit))
+    assert depth_of(unpack(nested(headers, limit))) == limit
+
+
+def test_walker_counts_empty_containers_and_map_entries():
+    walk(b"\xdc\x00\x00", max_depth=1)
+    with pytest.raises(Malformed):
+        walk(b"\xdc\x00\x01\xdc\x00\x00", max_depth=1)  # [[]]
+    # A map of 2 entries: the container opened as the second value is still inside it.
+    deep_second_value = b"\xde\x00\x02\xa1a\x01\xa1b\x91\x91\xc0"
+    walk(deep_second_value, max_depth=3)
+    with pytest.raises(Malformed):
+        walk(deep_second_value, max_depth=2)
+    # After a closed container the depth goes back down.
+    walk(b"\xdc\x00\x03" + b"\x91\xc0" * 3, max_depth=2)
+
+
+def test_walker_skips_payloads_by_their_length():
+    # Nesting-like bytes inside str/bin/ext payloads are data, not headers (and landing
+    # one byte short would open the fixarray at the end, one level too deep).
+    inside = b"\xdd\x00\x00\x10\x00" * 20 + b"\x9f"
+    for item in (b"\xc4" + bytes([len(inside)]) + inside,
+                 b"\xc5" + struct.pack(">H", len(inside)) + inside,
+                 b"\xd9" + bytes([len(inside)]) + inside,
+                 b"\xc7" + bytes([len(inside)]) + b"\x05" + inside,
+                 b"\xd8\x05" + inside[-16:]):
+        walk(b"\xdc\x00\x02" + item + b"\xc0", max_depth=1)
+
+
+def test_walker_stops_at_the_end_of_the_first_value():
+    walk(b"\xc0" + b"\x91" * 20)  # trailing data is msgpack's to refuse
+    walk(b"\x91\xc0" + b"\x91" * 20)
+
+
+def test_walker_leaves_what_msgpack_refuses_to_msgpack():
+    walk(b"\x91\xc1" + b"\x91" * 20)  # reserved byte
+    walk(b"\xdd\xff\xff\xff\xff" + b"\x91" * 20)  # array longer than max_array_len
+    walk(b"\xdf\x00\x00\x01\x00" + b"\x91" * 20)  # map longer than max_map_len
+    walk(b"\x91\xc6\xff\xff\xff\xff" + b"\x91" * 20)  # bin longer than the input
+    walk(b"\x91\xdd\x00")  # truncated header
+
+
+def test_typical_frames_never_walk_or_count(monkeypatch):
+    def must_not_walk(*args):
+        raise AssertionError("walker ran on a typical frame")
+
+    monkeypatch.setattr(wire, "_refuse_deep_nesting", must_not_walk)
+    payload = {"v": 1, "t": "document", "id": bytes(16), "o": "gd.a", "d": "gd.b", "at": 1,
+               "b": {"sealed": b"\xdc\xdd\xde\xdf" * 1024}}  # worst case for a byte count
+    assert unpack(pack(payload)) == payload
+    assert unpack(pack([0] * 4096)) == (0,) * 4096  # one long array: under the budget
+
+
+def test_many_long_arrays_are_walked_then_decoded(monkeypatch):
+    walked = []
+    real_walker = wire._refuse_deep_nesting
+    monkeypatch.setattr(wire, "_refuse_deep_nesting",
+                        lambda *args: walked.append(1) or real_walker(*args))
+    value = [[i] * 16 for i in range(40)]  # 41 array16 headers
+    assert unpack(pack(value)) == as_decoded(value)
+    assert walked
+
+
+WIDE_VALUES = st.recursive(  # containers long enough for array16/map16, payloads for bin16
+    st.none() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=300) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=20)
+    | st.dictionaries(st.text(max_size=6), children, max_size=20),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(WIDE_VALUES, st.integers(min_value=0, max_value=10))
+def test_walker_agrees_with_the_decoded_depth(value, max_depth):
+    data = pack(value)
+    if depth_of(value) > max_depth:
+        with pytest.raises(Malformed, match=f"nested deeper than {max_depth}"):
+            walk(data, max_depth)
+        with pytest.raises(Malformed, match=f"nested deeper than {max_depth}"):
+            unpack(data, Limits(max_depth=max_depth))
+    else:
+        walk(data, max_depth)
+        assert unpack(data, Limits(max_depth=max_depth)) == as_decoded(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(WIDE_VALUES, st.integers(min_value=0, max_value=10), st.data())
+def test_truncated_input_is_walked_or_refused_and_never_decodes(value, max_depth, data):
+    encoded = pack(value)
+    prefix = encoded[:data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))]
+    try:
+        walk(prefix, max_depth)
+    except Malformed:
+        pass
+    with pytest.raises(Malformed):
+        unpack(prefix, Limits(max_depth=max_depth))
+
+
+HEADER_SOUP = st.lists(st.sampled_from([
+    b"\x91", b"\x92", b"\x80", b"\x81", b"\xa1k", b"\xc0", b"\x01", b"\xc4\x02ab", b"\xc1",
+    b"\xdc\x00\x00", b"\xdc\x00\x02", b"\xdc\x10\x00", b"\xdd\x00\x00\x00\x03",
+    b"\xdd\xff\xff\xff\xff", b"\xde\x00\x01", b"\xdf\x00\x00\x00\x02", b"\xd4\x05",
+    b"\xc7\x01\x05", b"\xd9", b"\xdd\x00",
+]), max_size=40).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(HEADER_SOUP | st.binary(max_size=200), st.integers(min_value=0, max_value=10))
+def test_walker_on_arbitrary_bytes_refuses_only_with_malformed_and_agrees(data, max_depth):
+    try:
+        walk(data, max_depth)
+        walked_ok = True
+    except Malformed:
+        walked_ok = False
+    try:
+        value = unpack(data, Limits(max_depth=64))
+    except ProtocolError as exc:
+        assert isinstance(exc, (Malformed, TooLarge))
+        return
+    assert walked_ok == (depth_of(value) <= max_depth)
 
 
 # --- Fields -------------------------------------------------------------------------
@@ -457,7 +657,8 @@ def test_every_error_class_has_a_unique_snake_case_code():
         assert issubclass(cls, ProtocolError)
         assert SNAKE_CASE.fullmatch(cls.code), cls
         assert cls.code != ProtocolError.code, f"{cls.__name__} does not set its own code"
-        assert 400 <= cls.http_status < 500, cls
+        # Refusals of input are 4xx; only not_ready (try later) is a 503.
+        assert 400 <= cls.http_status < 500 or (cls.code, cls.http_status) == ("not_ready", 503), cls
 
 
 def test_all_error_classes_finds_every_class_in_the_module():

@@ -2,8 +2,9 @@
 
 Theory of operation: a machine shared with other work is noisy, so a figure and its
 physical limit are measured in interleaved short rounds (figure, limit, figure, ...)
-and each is reported as the median of its rounds. Whatever slows the machine down
-during one round slows both sides about equally, which keeps the ratio honest.
+and each is reported as the median of its rounds; the ratio is the median of the
+per-round ratios. Whatever slows the machine down during one pair of rounds slows
+both sides about equally, which keeps the ratio honest.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ class Comparison:
     limit_label: str
     limit_per_second: float
     target_ratio: float | None = None
+    paired_ratio: float | None = None  # median of per-round ratios, when measured in pairs
 
     @property
     def ratio(self) -> float:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.per_second / self.limit_per_second if self.limit_per_second else 0.0
 
     @property
@@ -54,4 +58,4 @@ def compare(label: str, operation: Callable[[], object], limit_label: str,
         ours.append(rate(operation, round_seconds))
         theirs.append(rate(limit, round_seconds))
     return Comparison(label, statistics.median(ours), limit_label, statistics.median(theirs),
-                      target_ratio)
+                      target_ratio, statistics.median(a / b for a, b in zip(ours, theirs)))

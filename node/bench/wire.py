@@ -10,7 +10,7 @@ import os
 
 import nacl.signing
 
-from node.bench.measure import Comparison, compare
+from node.bench.measure import compare
 from protocol import frames, messages
 from protocol.keys import NodeKeys
 
@@ -18,7 +18,7 @@ BODY_BYTES = 4096
 TARGET_RATIO = 0.8
 
 
-def run_wire_bench(*, rounds: int = 5, round_seconds: float = 0.4) -> dict[str, object]:
+def run_wire_bench(*, rounds: int = 9, round_seconds: float = 0.25) -> dict[str, object]:
     keys = NodeKeys.generate()
     body = messages.DocumentBody(sealed=os.urandom(BODY_BYTES))
     origin, destination = "gd.chaozhou.raoping", "gd.shantou.nanao"

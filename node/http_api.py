@@ -1,0 +1,138 @@
+"""Node-to-node HTTP endpoints, health and metrics.
+
+| route | body | answer |
+| --- | --- | --- |
+| ``POST /v1/enroll`` | enrollment request envelope | enrollment answer (msgpack) |
+| ``GET /v1/enroll/{id}/{fingerprint}`` | | enrollment answer (msgpack) |
+| ``POST /v1/gossip`` | signed ``gossip`` frame | signed ``gossip_reply`` frame |
+| ``GET /v1/health`` | | JSON, no secrets |
+| ``GET /metrics`` | | Prometheus text format |
+
+Every refusal is a 4xx with a stable code (``http_errors``); nothing is stored before
+the input has been fully verified.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from protocol import frames, ids
+from protocol.errors import NotAddressedHere, NotReady, Replay, UnknownType
+from protocol.keys import normalise_fingerprint
+from protocol.messages import GossipBody
+
+from node import enrollment
+from node.clock import now_ms
+from node.http_errors import MSGPACK, read_limited
+from node.metrics import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+MAX_ENROLLMENT_BYTES = 16 * 1024
+MAX_GOSSIP_BYTES = 16 * 1024 * 1024
+REPLAY_WINDOW_MS = 10 * 60 * 1000
+MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
+
+
+def add_routes(app: web.Application, node: "Node") -> None:
+    routes = NodeRoutes(node)
+    app.router.add_post("/v1/enroll", routes.enroll)
+    app.router.add_get("/v1/enroll/{subject}/{fingerprint}", routes.enrollment_state)
+    app.router.add_post("/v1/gossip", routes.gossip)
+    app.router.add_get("/v1/health", routes.health)
+    app.router.add_get("/metrics", routes.metrics)
+
+
+def _msgpack(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=MSGPACK)
+
+
+class NodeRoutes:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+
+    async def enroll(self, request: web.Request) -> web.Response:
+        node = self.node
+        self._require_enrolled()
+        data = await read_limited(request, MAX_ENROLLMENT_BYTES)
+        answer = await enrollment.receive_request(
+            data, own_id=node.id, store=node.enrollments, directory=node.directory,
+            now_ms=now_ms())
+        return _msgpack(answer.encode(), 202 if answer.status == "pending" else 200)
+
+    async def enrollment_state(self, request: web.Request) -> web.Response:
+        subject = ids.validate_node_id(request.match_info["subject"])
+        fingerprint = normalise_fingerprint(request.match_info["fingerprint"])
+        stored = await self.node.enrollments.get(subject, fingerprint)
+        if stored is not None and stored.state == "approved":
+            await self.node.directory.refresh()  # the approval may come from the CLI just now
+        return _msgpack(enrollment.answer_for(stored, self.node.directory, subject).encode())
+
+    async def gossip(self, request: web.Request) -> web.Response:
+        node = self.node
+        self._require_enrolled()
+        data = await read_limited(request, MAX_GOSSIP_BYTES)
+        frame = self.verify_inbound(data)
+        if not isinstance(frame.body, GossipBody):
+            raise UnknownType(f"/v1/gossip takes gossip frames, not {frame.type}")
+        reply = await node.gossip.respond(frame.origin, frame.body)
+        answer = frames.make_frame(reply, origin=node.id, destination=frame.origin,
+                                   created_at=now_ms(), message_id=frames.new_message_id())
+        node.metrics.gossip_bytes.labels("received").inc(len(data))
+        encoded = frames.encode_frame(answer, node.keys)
+        node.metrics.gossip_bytes.labels("sent").inc(len(encoded))
+        return _msgpack(encoded)
+
+    def verify_inbound(self, data: bytes) -> frames.Frame:
+        """Parse, check addressing and membership, verify, check age and replay."""
+        node, now = self.node, now_ms()
+        signed = frames.parse_frame(data)
+        if signed.frame.destination != node.id:
+            raise NotAddressedHere(f"frame for {signed.frame.destination} sent to {node.id}")
+        certificate = node.directory.valid_certificate(signed.origin, now)
+        frame = signed.verify(certificate.keys.verify_key)
+        frames.check_age(frame, now_ms=now, max_age_ms=REPLAY_WINDOW_MS,
+                         max_future_ms=MAX_CLOCK_SKEW_MS)
+        if not node.replay_guard.first_time(frame.message_id, now):
+            raise Replay(f"message {frame.message_id.hex()} was already received")
+        return frame
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.health(), dumps=_json_dumps)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.node.update_gauges()
+        return web.Response(body=self.node.metrics.render(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _require_enrolled(self) -> None:
+        if not self.node.enrolled:
+            raise NotReady(f"{self.node.id} is not enrolled yet")
+
+
+def _json_dumps(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False)
+
+
+class ReplayGuard:
+    """Message ids seen inside the replay window; older frames are refused by age."""
+
+    def __init__(self, window_ms: int = REPLAY_WINDOW_MS) -> None:
+        self.window_ms = window_ms
+        self._seen: dict[bytes, int] = {}
+
+    def first_time(self, message_id: bytes, now: int) -> bool:
+        if message_id in self._seen:
+            return False
+        self._seen[message_id] = now
+        if len(self._seen) > 4096:
+            self._forget_before(now - self.window_ms)
+        return True
+
+    def _forget_before(self, cutoff: int) -> None:
+        self._seen = {mid: at for mid, at in self._seen.items() if at >= cutoff}
+

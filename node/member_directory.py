@@ -1,0 +1,225 @@
+"""The node's member directory: verified records in memory, written through to SQLite.
+
+Theory of operation: every record, whether it came by gossip, from the CLI (an
+approval, a revocation) or from this node itself (endpoint, status beacon), enters
+through ``accept``. A batch is sorted so that what others depend on comes first
+(certificates by depth, then revocations, then subject-signed records), each record is
+verified against the directory as it stands (including what this batch already
+added), merged by the protocol's rule, and the whole batch's outcome is committed in
+one transaction before memory changes. A record that fails verification is never
+stored or forwarded; the caller learns why.
+
+Other processes (the ``govnode`` CLI) write through their own ``MemberDirectory`` on
+the same database; ``refresh`` picks their rows up by change number, so a running node
+sees an approval or revocation made from the command line within one gossip tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from protocol import ids
+from protocol.certs import Certificate, Revocation, validate_chain
+from protocol.directory import (BUCKETS, Digest, EndpointAnnouncement, MergeDecision, Outcome,
+                                Record, RecordKind, StatusBeacon, bucket_of, merge,
+                                record_bucket_value, verify_record)
+from protocol.errors import ProtocolError, UnknownOrigin
+
+from node.store.directory_store import DirectoryStore
+
+log = logging.getLogger("govnode.directory")
+
+_KIND_ORDER = {RecordKind.CERT: 0, RecordKind.REVOCATION: 1, RecordKind.ENDPOINT: 2,
+               RecordKind.STATUS: 3}
+
+
+@dataclass
+class AcceptResult:
+    new: list[Record] = field(default_factory=list)
+    equivocations: list[MergeDecision] = field(default_factory=list)
+    rejected: list[tuple[tuple[str, str], ProtocolError]] = field(default_factory=list)
+    unchanged: int = 0
+
+
+class MemberDirectory:
+    def __init__(self, store: DirectoryStore, *, trust_anchor: str) -> None:
+        self._store = store
+        self.trust_anchor = trust_anchor
+        self._current: dict[tuple[str, str], Record] = {}
+        self._revocations: dict[str, Revocation] = {}  # by subject, for chain checks
+        self._buckets = [0] * BUCKETS
+        self._last_change = 0
+        self._listeners: list[Callable[[list[Record]], None]] = []
+        self._lock = asyncio.Lock()
+
+    # --- loading ---------------------------------------------------------------
+
+    async def load(self) -> None:
+        await self.refresh()
+
+    async def refresh(self) -> list[Record]:
+        """Take in rows committed since we last looked (by us or another process)."""
+        async with self._lock:
+            changed = await self._refresh()
+        if changed:
+            self._notify(changed)
+        return changed
+
+    async def _refresh(self) -> list[Record]:
+        rows = await self._store.load_current(self._last_change)
+        changed = []
+        for row in rows:
+            record = Record.from_bytes(row.kind, row.data)
+            if self._put(record):
+                changed.append(record)
+            self._last_change = max(self._last_change, row.change_no)
+        return changed
+
+    def on_new_records(self, listener: Callable[[list[Record]], None]) -> None:
+        self._listeners.append(listener)
+
+    # --- reading ---------------------------------------------------------------
+
+    @property
+    def digest(self) -> Digest:
+        return Digest(tuple(self._buckets))
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def get(self, kind: RecordKind | str, subject: str) -> Record | None:
+        """The current record, or None (also for a kind no record has: peers send keys)."""
+        kind_name = kind.value if isinstance(kind, RecordKind) else kind
+        return self._current.get((kind_name, subject))
+
+    def records(self, kind: RecordKind | None = None) -> list[Record]:
+        if kind is None:
+            return list(self._current.values())
+        return [r for r in self._current.values() if r.kind is kind]
+
+    def records_in_buckets(self, buckets: Iterable[int]) -> list[Record]:
+        wanted = set(buckets)
+        return [r for key, r in self._current.items() if bucket_of(*key) in wanted]
+
+    def certificate(self, subject: str) -> Certificate | None:
+        record = self.get(RecordKind.CERT, subject)
+        return record.content if record else None
+
+    def revocations(self) -> list[Revocation]:
+        return list(self._revocations.values())
+
+    def endpoint(self, subject: str) -> EndpointAnnouncement | None:
+        record = self.get(RecordKind.ENDPOINT, subject)
+        return record.content if record else None
+
+    def status(self, subject: str) -> StatusBeacon | None:
+        record = self.get(RecordKind.STATUS, subject)
+        return record.content if record else None
+
+    async def equivocation_evidence(self) -> list[Record]:
+        """Losing sides of equivocations, kept for operators."""
+        return [Record.from_bytes(row.kind, row.data) for row in await self._store.evidence()]
+
+    def chain_for(self, subject: str, staged: dict[tuple[str, str], Record] | None = None
+                  ) -> list[Certificate]:
+        """The subject's current chain, root first; ``UnknownOrigin`` if a link is missing.
+
+        ``staged`` records (a batch being accepted) take precedence over current ones.
+        """
+        staged = staged or {}
+        chain = []
+        for node_id in (subject, *ids.ancestors(subject)):
+            key = (RecordKind.CERT.value, node_id)
+            found = staged.get(key) or self._current.get(key)
+            if found is None:
+                raise UnknownOrigin(f"no certificate for {node_id} in this node's directory")
+            chain.append(found.content)
+        chain.reverse()
+        return chain
+
+    def valid_certificate(self, subject: str, now_ms: int) -> Certificate:
+        """The subject's certificate if its whole chain is valid now; else the refusal."""
+        return validate_chain(self.chain_for(subject), trust_anchor=self.trust_anchor,
+                              now_ms=now_ms, revocations=self.revocations())
+
+    def is_valid_member(self, subject: str, now_ms: int) -> bool:
+        try:
+            self.valid_certificate(subject, now_ms)
+        except ProtocolError:
+            return False
+        return True
+
+    def members(self, now_ms: int) -> list[str]:
+        return sorted(r.subject for r in self.records(RecordKind.CERT)
+                      if self.is_valid_member(r.subject, now_ms))
+
+    # --- accepting -------------------------------------------------------------
+
+    async def accept(self, records: Iterable[Record], now_ms: int) -> AcceptResult:
+        # One batch at a time: each batch merges against what the previous one left.
+        async with self._lock:
+            return await self._accept(list(records), now_ms)
+
+    async def _accept(self, records: list[Record], now_ms: int) -> AcceptResult:
+        result = AcceptResult()
+        staged: dict[tuple[str, str], Record] = {}
+        decisions: list[MergeDecision] = []
+        for record in sorted(records, key=_dependency_order):
+            current = staged.get(record.key) or self._current.get(record.key)
+            decision = merge(current, record)
+            if decision.outcome in (Outcome.STALE, Outcome.DUPLICATE):
+                result.unchanged += 1
+                continue
+            try:
+                self._verify(record, staged, now_ms)
+            except ProtocolError as refusal:
+                result.rejected.append((record.key, refusal))
+                continue
+            decisions.append(decision)
+            if decision.outcome is Outcome.EQUIVOCATION:
+                result.equivocations.append(decision)
+                log.warning("equivocation on %s %s seq %d", record.kind.value, record.subject,
+                            record.seq)
+            if decision.current is record:
+                staged[record.key] = record
+        await self._store.save(decisions, now_ms)
+        for record in staged.values():
+            if self._put(record):
+                result.new.append(record)
+        if result.new:
+            self._notify(result.new)
+        return result
+
+    def _verify(self, record: Record, staged: dict[tuple[str, str], Record], now_ms: int) -> None:
+        revocations = {**self._revocations, **{
+            key[1]: r.content for key, r in staged.items() if r.kind is RecordKind.REVOCATION}}
+        verify_record(record, chain_for=lambda subject: self.chain_for(subject, staged),
+                      trust_anchor=self.trust_anchor, now_ms=now_ms,
+                      revocations=revocations.values())
+
+    def _put(self, record: Record) -> bool:
+        previous = self._current.get(record.key)
+        if previous is not None and previous.hash == record.hash:
+            return False
+        bucket = bucket_of(*record.key)
+        if previous is not None:
+            self._buckets[bucket] ^= record_bucket_value(previous.hash)
+        self._buckets[bucket] ^= record_bucket_value(record.hash)
+        self._current[record.key] = record
+        if record.kind is RecordKind.REVOCATION:
+            self._revocations[record.subject] = record.content
+        return True
+
+    def _notify(self, records: list[Record]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:  # a listener's bug must not undo a committed merge
+                log.exception("directory listener failed")
+
+
+def _dependency_order(record: Record) -> tuple[int, int, str]:
+    return (_KIND_ORDER[record.kind], ids.depth(record.subject), record.subject)

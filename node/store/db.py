@@ -1,0 +1,88 @@
+"""Open a node's SQLite database in WAL mode and bring its schema up to date.
+
+Theory of operation: migrations are the numbered ``schema/NNN_*.sql`` files. The
+database's ``PRAGMA user_version`` records the last one applied; opening applies
+the rest in order, each in its own transaction together with the version bump, so
+a crash mid-migration leaves the previous version intact.
+
+``synchronous=FULL``: a commit is on disk before it returns, which is what lets the
+node acknowledge anything it has stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+DATABASE_FILE = "node.db"
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str]]:
+    found = []
+    for entry in resources.files("node.store").joinpath("schema").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def open_database(path: Path) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(str(path), isolation_level=None)
+    await connection.execute("PRAGMA journal_mode=WAL")
+    await connection.execute("PRAGMA synchronous=FULL")
+    await connection.execute("PRAGMA busy_timeout=5000")
+    await connection.execute("PRAGMA foreign_keys=ON")
+    await _migrate(connection)
+    return connection
+
+
+async def _migrate(connection: aiosqlite.Connection) -> None:
+    async with connection.execute("PRAGMA user_version") as cursor:
+        (current,) = await cursor.fetchone()
+    for number, script in migrations():
+        if number <= current:
+            continue
+        # executescript would commit on its own; run it inside one explicit transaction.
+        try:
+            await connection.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except Exception:
+            if connection.in_transaction:
+                await connection.execute("ROLLBACK")
+            raise
+
+
+_locks: "weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def transaction(connection: aiosqlite.Connection) -> AsyncIterator[None]:
+    """One write transaction at a time per connection (coroutines share the connection)."""
+    lock = _locks.setdefault(connection, asyncio.Lock())
+    async with lock:
+        if connection.in_transaction:
+            # Left open by a task cancelled while its BEGIN was still running in
+            # aiosqlite's thread; we hold the lock, so nobody else is using it.
+            await connection.execute("ROLLBACK")
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+        await connection.execute("COMMIT")
+
+
+async def data_version(connection: aiosqlite.Connection) -> int:
+    """Changes when another connection (e.g. the CLI) commits to this database."""
+    async with connection.execute("PRAGMA data_version") as cursor:
+        (version,) = await cursor.fetchone()
+    return version

@@ -1,0 +1,64 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+MDNS_GROUP = "224.0.0.251"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _loopback_multicast_works() -> bool:
+    """Send one datagram to the mDNS group via lo (on a private port) and receive it."""
+    token = secrets.token_bytes(16)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        try:
+            rx.bind(("", 0))
+            membership = socket.inet_aton(MDNS_GROUP) + socket.inet_aton(LOOPBACK)
+            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            tx.sendto(token, (MDNS_GROUP, rx.getsockname()[1]))
+            rx.settimeout(2.0)
+            while rx.recv(64) != token:
+                pass
+            return True
+        except OSError:  # includes socket.timeout
+            return False
+
+
+def _set_lo_multicast(on: bool) -> None:
+    subprocess.run(["ip", "link", "set", "lo", "multicast", "on" if on else "off"], check=True)
+
+
+@pytest.fixture(scope="session")
+def loopback_multicast() -> Iterator[str]:
+    changed = False
+    if not _loopback_multicast_works() and os.geteuid() == 0 and shutil.which("ip"):
+        _set_lo_multicast(True)
+        changed = True
+    try:
+        if not _loopback_multicast_works():
+            why = "multicast on the loopback interface does not work on this machine"
+            if _in_ci():
+                pytest.fail(f"{why}; CI must run the zeroconf tests (needs root and iproute2)")
+            pytest.skip(why)
+        yield LOOPBACK
+    finally:
+        if changed:
+            _set_lo_multicast(False)
+
+

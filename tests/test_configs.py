@@ -1,0 +1,47 @@
+"""The example configs in configs/ load, and config mistakes are refused by name."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from node.config import DEFAULTS, ConfigError, config_from_dict, render_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ANCHOR = "ab" * 32
+
+
+@pytest.mark.parametrize("name", ["province.toml", "city.toml", "county.toml"])
+def test_example_configs_load_once_given_a_trust_anchor(name):
+    parsed = tomllib.loads((CONFIGS / name).read_text(encoding="utf-8"))
+    parsed["node"]["trust_anchor"] = ANCHOR
+    config = config_from_dict(parsed, source=name)
+    assert config.trust_anchor == ANCHOR
+    assert config.node_id == parsed["node"]["id"]
+
+
+def test_rendered_config_round_trips_with_defaults():
+    text = render_config({"node": {"id": "gd.chaozhou", "name": "潮州", "level": "city",
+                                   "trust_anchor": ANCHOR}})
+    config = config_from_dict(tomllib.loads(text))
+    assert config.gossip.interval_ms == DEFAULTS["gossip"]["interval_ms"]
+    assert config.port == DEFAULTS["server"]["port"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(gosip={}), "unknown section [gosip]"),
+    (lambda c: c["node"].update(colour="red"), "unknown key 'colour' in [node]"),
+    (lambda c: c["node"].pop("id"), "[node] id is required"),
+    (lambda c: c["node"].update(id="Gd"), "uppercase"),
+    (lambda c: c["node"].update(trust_anchor="xyz"), "fingerprint"),
+    (lambda c: c.setdefault("server", {}).update(port="8440"), "port must be int"),
+    (lambda c: c.setdefault("server", {}).update(port=70000), "port must be 0-65535"),
+])
+def test_config_mistakes_are_refused_with_the_key_named(change, message):
+    parsed = {"node": {"id": "gd", "name": "广东", "level": "province", "trust_anchor": ANCHOR}}
+    change(parsed)
+    with pytest.raises(ConfigError, match=None) as info:
+        config_from_dict(parsed, source="node.toml")
+    assert message in str(info.value) and "node.toml" in str(info.value)
