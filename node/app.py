@@ -28,11 +28,14 @@ from protocol.keys import NodeKeys
 from node import __version__, enrollment
 from node.clock import now_ms, sleep_unless
 from node.contacts import ContactBook
+from node.context import NodeContext
 from node.datadir import DataDir
+from node.delivery import Delivery, DeliverySettings
 from node.discovery_hints import DiscoveryHints
 from node.gossip import Gossip
-from node.http_api import MAX_GOSSIP_BYTES, ReplayGuard, add_routes
+from node.http_api import MAX_TRANSFER_BYTES, ReplayGuard, add_routes
 from node.http_errors import REJECTIONS, refusals_middleware
+from node.inbound import Inbound
 from node.member_directory import MemberDirectory
 from node.metrics import NodeMetrics
 from node.store.db import data_version, open_database
@@ -80,6 +83,16 @@ class Node:
                              peer_urls=self.peer_urls, contacts=self.contacts,
                              metrics=self.metrics)
         self.directory.on_new_records(self._on_directory_change)
+        self.context = NodeContext(self.id, self.keys, self.config, self.directory, self.db)
+        self.delivery = Delivery(self.context, session=lambda: self.session,
+                                 peer_urls=self.peer_urls,
+                                 settings=DeliverySettings(**{
+                                     k: v for k, v in self.config.delivery.items()
+                                     if k != "max_attachment_bytes"}),
+                                 on_result=self._delivery_result)
+        self.context.wake = self.delivery.wake
+        self.inbound = Inbound(self.context)
+        self.contacts.on_success(self.delivery.neighbour_alive)
         await self._serve()
         if self.enrolled:
             self.enrolled_event.set()
@@ -89,7 +102,7 @@ class Node:
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[refusals_middleware],
-                              client_max_size=MAX_GOSSIP_BYTES + 64 * 1024)
+                              client_max_size=MAX_TRANSFER_BYTES + 64 * 1024)
         app[REJECTIONS] = lambda code: self.metrics.rejections.labels(code).inc()
         add_routes(app, self)
         self.app = app
@@ -107,6 +120,7 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.hints.stop()
+        await self.delivery.stop()
         try:
             await self.contacts.flush()
         except Exception:  # stopping must finish even if the disk is unhappy
@@ -123,6 +137,7 @@ class Node:
             if not self.enrolled:  # rejected, or stopping
                 return
         await self.publish_endpoint()
+        await self.delivery.start()
         if self.data.next_keys_file.exists():
             self._tasks.append(asyncio.create_task(self._await_rekey(), name=f"{self.id} rekey"))
         await asyncio.gather(self.gossip.run(self._stop), self._beacon_loop(),
@@ -191,7 +206,7 @@ class Node:
         if self.directory.certificate(self.id).keys != next_keys.public:
             return
         os.replace(self.data.next_keys_file, self.data.keys_file)
-        self.keys = self.gossip.keys = next_keys
+        self.keys = self.gossip.keys = self.context.keys = next_keys
         log.warning("re-key complete: now signing with %s", next_keys.fingerprint)
 
     # --- own records --------------------------------------------------------------
@@ -205,7 +220,8 @@ class Node:
         seq = await self.state.next_counter("status_seq")
         beacon = StatusBeacon(
             subject=self.id, seq=seq, at=now_ms(), version=__version__,
-            uptime_s=int(time.monotonic() - self.started_at), queue_depths={},
+            uptime_s=int(time.monotonic() - self.started_at),
+            queue_depths=await self.context.outbox.depths(),
             last_contact=dict(self.contacts.last_success),
             directory_root=self.directory.digest.root.hex(),
             disk_free=shutil.disk_usage(self.data.path).free,
@@ -223,11 +239,18 @@ class Node:
     async def _housekeeping_loop(self) -> None:
         while not self._stop.is_set():
             version = await data_version(self.db)
-            if version != self._data_version:
+            if version != self._data_version:  # another process (the CLI) committed
                 self._data_version = version
                 await self.directory.refresh()
+                await self.delivery.start()
             await self.contacts.flush()
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
+
+    def _delivery_result(self, hop: str, ok: bool, error: str) -> None:
+        if ok:
+            self.contacts.succeeded(hop, now_ms())
+        else:
+            self.contacts.failed(hop, now_ms(), error)
 
     # --- peers ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from node import __version__
+from node.cli_docs import register as register_document_commands
 from node.cli_node import register as register_node_commands
 from node.output import comparisons_table, console, print_json
 
@@ -16,6 +17,7 @@ def main() -> None:
 
 
 register_node_commands(main)
+register_document_commands(main)
 
 
 @main.group()

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "gossip": {"interval_ms": 1000, "fanout": 3, "eager_fanout": 3, "random_peers": 1,
                "status_interval_ms": 10000, "request_timeout_ms": 5000,
                "max_records_per_request": 512},
+    "delivery": {"batch_frames": 256, "batch_bytes": 4 * 1024 * 1024, "initial_backoff_ms": 200,
+                 "max_backoff_ms": 60_000, "request_timeout_ms": 30_000,
+                 "max_attachment_bytes": 8 * 1024 * 1024},
     "discovery": {"enabled": True, "interfaces": []},
     "log": {"level": "info", "format": "text"},
 }
@@ -64,6 +67,7 @@ class NodeConfig:
     cert_days: int
     enrollment_poll_ms: int
     gossip: GossipSettings
+    delivery: dict[str, int]
     discovery_enabled: bool
     discovery_interfaces: tuple[str, ...]
     log_level: str
@@ -107,7 +111,7 @@ def config_from_dict(parsed: dict[str, Any], *, source: str = CONFIG_FILE) -> No
         passphrase_env=merged["keys"]["passphrase_env"],
         cert_days=merged["enrollment"]["cert_days"],
         enrollment_poll_ms=merged["enrollment"]["poll_interval_ms"],
-        gossip=GossipSettings(**gossip),
+        gossip=GossipSettings(**gossip), delivery=dict(merged["delivery"]),
         discovery_enabled=bool(merged["discovery"]["enabled"]),
         discovery_interfaces=tuple(merged["discovery"]["interfaces"]),
         log_level=merged["log"]["level"], log_format=merged["log"]["format"], raw=merged)

@@ -11,11 +11,18 @@ class ContactBook:
         self.last_success: dict[str, int] = {}
         self.last_failure: dict[str, tuple[int, str]] = {}
         self._unsaved: list[tuple[str, bool, int, str]] = []
+        self._listeners: list = []
+
+    def on_success(self, listener) -> None:
+        """Call ``listener(peer)`` whenever a peer is seen alive."""
+        self._listeners.append(listener)
 
     def succeeded(self, peer: str, at_ms: int) -> None:
         self.last_success[peer] = at_ms
         self.last_failure.pop(peer, None)
         self._unsaved.append((peer, True, at_ms, ""))
+        for listener in self._listeners:
+            listener(peer)
 
     def failed(self, peer: str, at_ms: int, error: str) -> None:
         self.last_failure[peer] = (at_ms, error)

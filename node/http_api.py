@@ -5,6 +5,7 @@
 | ``POST /v1/enroll`` | enrollment request envelope | enrollment answer (msgpack) |
 | ``GET /v1/enroll/{id}/{fingerprint}`` | | enrollment answer (msgpack) |
 | ``POST /v1/gossip`` | signed ``gossip`` frame | signed ``gossip_reply`` frame |
+| ``POST /v1/transfer`` | ``{from, frames: [frame]}`` | ``{accepted: [id], rejected: [[id, code, detail]]}`` |
 | ``GET /v1/health`` | | JSON, no secrets |
 | ``GET /metrics`` | | Prometheus text format |
 
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from protocol import frames, ids
-from protocol.errors import NotAddressedHere, NotReady, Replay, UnknownType
+from protocol.errors import Malformed, NotAddressedHere, NotReady, Replay, UnknownType
+from protocol.wire import Fields, Limits, pack, unpack
 from protocol.keys import normalise_fingerprint
 from protocol.messages import GossipBody
 
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 
 MAX_ENROLLMENT_BYTES = 16 * 1024
 MAX_GOSSIP_BYTES = 16 * 1024 * 1024
+MAX_TRANSFER_BYTES = 20 * 1024 * 1024
+TRANSFER_LIMITS = Limits(max_bytes=MAX_TRANSFER_BYTES, max_str_len=255,
+                         max_bin_len=16 * 1024 * 1024, max_array_len=4096, max_map_len=4,
+                         max_depth=2)
 REPLAY_WINDOW_MS = 10 * 60 * 1000
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 
@@ -43,6 +49,7 @@ def add_routes(app: web.Application, node: "Node") -> None:
     app.router.add_post("/v1/enroll", routes.enroll)
     app.router.add_get("/v1/enroll/{subject}/{fingerprint}", routes.enrollment_state)
     app.router.add_post("/v1/gossip", routes.gossip)
+    app.router.add_post("/v1/transfer", routes.transfer)
     app.router.add_get("/v1/health", routes.health)
     app.router.add_get("/metrics", routes.metrics)
 
@@ -86,6 +93,21 @@ class NodeRoutes:
         encoded = frames.encode_frame(answer, node.keys)
         node.metrics.gossip_bytes.labels("sent").inc(len(encoded))
         return _msgpack(encoded)
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        node = self.node
+        self._require_enrolled()
+        data = await read_limited(request, MAX_TRANSFER_BYTES)
+        fields = Fields(unpack(data, TRANSFER_LIMITS, what="transfer"), "transfer")
+        sender, batch = fields.node_id("from"), fields.array("frames")
+        fields.done()
+        if not all(type(item) is bytes for item in batch):
+            raise Malformed("transfer: frames must be binary")
+        result = await node.inbound.receive(list(batch))
+        if node.directory.is_valid_member(sender, now_ms()):
+            node.contacts.succeeded(sender, now_ms())  # a hint of life, not authentication
+        return _msgpack(pack({"accepted": result.accepted,
+                              "rejected": [list(item) for item in result.rejected]}))
 
     def verify_inbound(self, data: bytes) -> frames.Frame:
         """Parse, check addressing and membership, verify, check age and replay."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
+import aiosqlite
 
 from protocol import certs, ids
 from protocol.certs import Certificate, Level
@@ -23,6 +24,7 @@ from protocol.wire import unpack
 
 from node.clock import now_ms
 from node.config import NodeConfig, render_config
+from node.context import NodeContext
 from node.datadir import DataDir
 from node.enrollment import (ROOT_CERT_DAYS, DAY_MS, EnrollmentAnswer, EnrollmentError,
                              answer_for, approve, install_answer, make_request, reject)
@@ -44,6 +46,12 @@ class OpenNode:
     directory: MemberDirectory
     enrollments: EnrollmentStore
     state: StateStore
+    db: aiosqlite.Connection
+
+    def context(self, passphrase: str | None = None) -> NodeContext:
+        """What document commands need; frames they queue go out when the node runs."""
+        keys = self.data.load_keys(self.config, passphrase)
+        return NodeContext(self.config.node_id, keys, self.config, self.directory, self.db)
 
 
 @asynccontextmanager
@@ -54,7 +62,7 @@ async def open_node(data_dir: Path) -> AsyncIterator[OpenNode]:
     try:
         directory = MemberDirectory(DirectoryStore(db), trust_anchor=config.trust_anchor)
         await directory.load()
-        yield OpenNode(data, config, directory, EnrollmentStore(db), StateStore(db))
+        yield OpenNode(data, config, directory, EnrollmentStore(db), StateStore(db), db)
     finally:
         await db.close()
 

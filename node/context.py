@@ -1,0 +1,57 @@
+"""What document handling needs of a node, whether the node runs or the CLI acts alone.
+
+The running ``Node`` and the offline CLI (``operations.open_node``) both build a
+``NodeContext``; sending, receiving and workflow actions take one, so the same code
+path serves both. ``wake`` tells a running node's delivery that a next hop has new
+frames (the CLI's is a no-op: the node notices the commit within a second).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import aiosqlite
+
+from protocol import frames, ids
+from protocol.keys import NodeKeys
+from protocol.messages import Body
+
+from node.clock import now_ms
+from node.config import NodeConfig
+from node.member_directory import MemberDirectory
+from node.store.document_store import DocumentStore
+from node.store.outbox_store import OutboxStore
+
+
+@dataclass
+class NodeContext:
+    node_id: str
+    keys: NodeKeys
+    config: NodeConfig
+    directory: MemberDirectory
+    db: aiosqlite.Connection
+    documents: DocumentStore = field(init=False)
+    outbox: OutboxStore = field(init=False)
+    wake: Callable[[str], None] = lambda hop: None
+
+    def __post_init__(self) -> None:
+        self.documents = DocumentStore(self.db)
+        self.outbox = OutboxStore(self.db)
+
+    def next_hop(self, destination: str) -> str:
+        hop = ids.next_hop(self.node_id, destination)
+        assert hop is not None, "a node never routes to itself"
+        return hop
+
+    async def queue_frame(self, body: Body, destination: str) -> tuple[bytes, bytes]:
+        """Sign a frame from this node and put it in the outbox (inside a transaction).
+
+        Returns (message id, frame bytes). The caller wakes delivery after committing.
+        """
+        message_id = frames.new_message_id()
+        frame = frames.make_frame(body, origin=self.node_id, destination=destination,
+                                  created_at=now_ms(), message_id=message_id)
+        data = frames.encode_frame(frame, self.keys)
+        await self.outbox.add(message_id, self.next_hop(destination), destination, data, now_ms())
+        return message_id, data

@@ -1,0 +1,205 @@
+"""Documents, attachments, per-recipient deliveries, inbound documents and receipts.
+
+Writes happen inside a caller's transaction (``db.transaction``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import aiosqlite
+import msgpack
+
+from protocol.documents import Attachment, Document
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    doc_id: bytes
+    direction: str
+    origin: str
+    title: str
+    doc_number: str
+    kind: str
+    urgency: str
+    issuer: str
+    created_at: int
+    deadline: int | None
+    in_reply_to: bytes | None
+    stored_at: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    message_id: bytes
+    doc_id: bytes
+    recipient: str
+    copy: str
+    state: str
+    last_seq: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    message_id: bytes
+    doc_id: bytes
+    origin: str
+    state: str
+    last_seq: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    message_id: bytes
+    seq: int
+    step: str
+    actor: str
+    at: int
+    detail: str
+    applied: bool
+
+
+_DOCUMENT_COLUMNS = ("doc_id, direction, origin, title, doc_number, kind, urgency, issuer, "
+                     "created_at, deadline, in_reply_to, stored_at, content")
+_INBOUND_COLUMNS = "message_id, doc_id, origin, state, last_seq, updated_at"
+
+
+class DocumentStore:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    # --- writing (inside a transaction) ---------------------------------------
+
+    async def add_document(self, row: DocumentRow) -> bool:
+        cursor = await self._db.execute(
+            f"INSERT OR IGNORE INTO documents ({_DOCUMENT_COLUMNS}) VALUES "
+            f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.doc_id, row.direction, row.origin, row.title, row.doc_number, row.kind,
+             row.urgency, row.issuer, row.created_at, row.deadline, row.in_reply_to,
+             row.stored_at, row.content))
+        return cursor.rowcount == 1
+
+    async def add_attachments(self, data: dict[bytes, bytes]) -> None:
+        await self._db.executemany("INSERT OR IGNORE INTO attachments VALUES (?, ?, ?)",
+                                   [(sha, len(blob), blob) for sha, blob in data.items()])
+
+    async def add_delivery(self, row: DeliveryRow) -> None:
+        await self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (row.message_id, row.doc_id, row.recipient, row.copy, row.state,
+                                row.last_seq, row.updated_at))
+
+    async def add_inbound(self, message_id: bytes, doc_id: bytes, origin: str, frame: bytes,
+                          now_ms: int) -> None:
+        await self._db.execute(
+            "INSERT INTO inbound (message_id, doc_id, origin, updated_at, frame) VALUES (?, ?, ?, ?, ?)",
+            (message_id, doc_id, origin, now_ms, frame))
+
+    async def add_receipt(self, row: ReceiptRow) -> None:
+        await self._db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (row.message_id, row.seq, row.step, row.actor, row.at, row.detail,
+                                int(row.applied)))
+
+    async def mark_receipt_applied(self, message_id: bytes, seq: int) -> None:
+        await self._db.execute("UPDATE receipts SET applied = 1 WHERE message_id = ? AND seq = ?",
+                               (message_id, seq))
+
+    async def drop_receipt(self, message_id: bytes, seq: int) -> None:
+        await self._db.execute("DELETE FROM receipts WHERE message_id = ? AND seq = ?",
+                               (message_id, seq))
+
+    async def set_delivery_state(self, message_id: bytes, state: str, last_seq: int,
+                                 now_ms: int) -> None:
+        await self._db.execute(
+            "UPDATE deliveries SET state = ?, last_seq = ?, updated_at = ? WHERE message_id = ?",
+            (state, last_seq, now_ms, message_id))
+
+    async def set_inbound_state(self, message_id: bytes, state: str, last_seq: int,
+                                now_ms: int) -> None:
+        await self._db.execute(
+            "UPDATE inbound SET state = ?, last_seq = ?, updated_at = ? WHERE message_id = ?",
+            (state, last_seq, now_ms, message_id))
+
+    # --- reading ----------------------------------------------------------------
+
+    async def document(self, doc_id: bytes) -> DocumentRow | None:
+        async with self._db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",
+                                    (doc_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else DocumentRow(*row)
+
+    async def find_documents(self, id_prefix: bytes) -> list[DocumentRow]:
+        """Documents whose id starts with ``id_prefix`` (people type short prefixes)."""
+        upper = _prefix_upper_bound(id_prefix)
+        query = f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id >= ?"
+        params: tuple = (id_prefix,)
+        if upper is not None:
+            query, params = query + " AND doc_id < ?", (id_prefix, upper)
+        async with self._db.execute(query + " LIMIT 2", params) as cursor:
+            return [DocumentRow(*row) for row in await cursor.fetchall()]
+
+    async def documents(self, direction: str | None = None, limit: int = 200) -> list[DocumentRow]:
+        query = f"SELECT {_DOCUMENT_COLUMNS} FROM documents"
+        params: tuple = ()
+        if direction:
+            query, params = query + " WHERE direction = ?", (direction,)
+        async with self._db.execute(query + " ORDER BY stored_at DESC LIMIT ?",
+                                    params + (limit,)) as cursor:
+            return [DocumentRow(*row) for row in await cursor.fetchall()]
+
+    async def attachment(self, sha256: bytes) -> bytes | None:
+        async with self._db.execute("SELECT data FROM attachments WHERE sha256 = ?",
+                                    (sha256,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def delivery(self, message_id: bytes) -> DeliveryRow | None:
+        async with self._db.execute("SELECT * FROM deliveries WHERE message_id = ?",
+                                    (message_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else DeliveryRow(*row)
+
+    async def deliveries_of(self, doc_id: bytes) -> list[DeliveryRow]:
+        async with self._db.execute("SELECT * FROM deliveries WHERE doc_id = ? ORDER BY copy DESC, "
+                                    "recipient", (doc_id,)) as cursor:
+            return [DeliveryRow(*row) for row in await cursor.fetchall()]
+
+    async def inbound_by_doc(self, doc_id: bytes) -> InboundRow | None:
+        async with self._db.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE doc_id = ?",
+                                    (doc_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else InboundRow(*row)
+
+    async def receipts_of(self, message_id: bytes) -> list[ReceiptRow]:
+        async with self._db.execute(
+                "SELECT * FROM receipts WHERE message_id = ? ORDER BY seq", (message_id,)) as cursor:
+            return [ReceiptRow(*row[:6], bool(row[6])) for row in await cursor.fetchall()]
+
+    async def counts(self) -> dict[str, int]:
+        async with self._db.execute(
+                "SELECT direction, COUNT(*) FROM documents GROUP BY direction") as cursor:
+            return {direction: count for direction, count in await cursor.fetchall()}
+
+
+def _prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def encode_metadata(document: Document) -> bytes:
+    """The document as this node keeps it: attachments by reference (their bytes are in
+    the attachments table). A local format, never sent anywhere."""
+    return msgpack.packb(asdict(document), use_bin_type=True)
+
+
+def decode_metadata(blob: bytes) -> Document:
+    fields = msgpack.unpackb(blob, raw=False)
+    fields["attachments"] = tuple(Attachment(**item) for item in fields["attachments"])
+    for key in ("main_recipients", "cc_recipients"):
+        fields[key] = tuple(fields[key])
+    return Document(**fields)

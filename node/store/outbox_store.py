@@ -1,0 +1,67 @@
+"""Frames waiting for a next hop, and the ids of frames already accepted (dedupe).
+
+Writes here happen inside a caller's transaction (``db.transaction``): a frame is
+acknowledged only once the transaction that stored it has committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True)
+class QueuedFrame:
+    message_id: bytes
+    destination: str
+    frame: bytes
+
+
+class OutboxStore:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    async def add(self, message_id: bytes, next_hop: str, destination: str, frame: bytes,
+                  now_ms: int) -> None:
+        await self._db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
+                               (message_id, next_hop, destination, frame, now_ms))
+
+    async def batch(self, next_hop: str, *, max_frames: int, max_bytes: int) -> list[QueuedFrame]:
+        """The oldest frames for ``next_hop``, at most ``max_frames`` and about ``max_bytes``."""
+        frames, total = [], 0
+        async with self._db.execute(
+                "SELECT message_id, destination, frame FROM outbox WHERE next_hop = ? "
+                "ORDER BY enqueued_at, message_id LIMIT ?", (next_hop, max_frames)) as cursor:
+            async for message_id, destination, frame in cursor:
+                if frames and total + len(frame) > max_bytes:
+                    break
+                frames.append(QueuedFrame(message_id, destination, frame))
+                total += len(frame)
+        return frames
+
+    async def remove(self, message_ids: list[bytes]) -> None:
+        await self._db.executemany("DELETE FROM outbox WHERE message_id = ?",
+                                   [(mid,) for mid in message_ids])
+
+    async def depths(self) -> dict[str, int]:
+        async with self._db.execute(
+                "SELECT next_hop, COUNT(*) FROM outbox GROUP BY next_hop") as cursor:
+            return {hop: count for hop, count in await cursor.fetchall()}
+
+    async def seen_among(self, message_ids: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for start in range(0, len(message_ids), 500):  # SQLite's variable limit
+            chunk = message_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                    f"SELECT message_id FROM seen WHERE message_id IN ({marks})", chunk) as cursor:
+                found.update(row[0] for row in await cursor.fetchall())
+        return found
+
+    async def mark_seen(self, message_ids: list[bytes], now_ms: int) -> None:
+        await self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)",
+                                   [(mid, now_ms) for mid in message_ids])
+
+    async def forget_seen_before(self, cutoff_ms: int) -> None:
+        await self._db.execute("DELETE FROM seen WHERE received_at < ?", (cutoff_ms,))
