@@ -125,6 +125,15 @@ class NotReady(ProtocolError):
     http_status = 503
 
 
+# --- documents --------------------------------------------------------------
+
+class InvalidDocument(ProtocolError):
+    """A document that breaks a rule of ``documents.validate_document``; the detail
+    names the field in Chinese and English ("标题 title is required")."""
+
+    code = "invalid_document"
+
+
 # --- workflow ---------------------------------------------------------------
 
 class IllegalTransition(ProtocolError):
