@@ -61,6 +61,7 @@ class Delivery:
         self._workers: dict[str, asyncio.Task] = {}
         self.failures: dict[str, int] = {}
         self.sent_frames = 0
+        self.early_retries = 0  # backoffs cut short because the neighbour was seen alive
         self._stopping = False
 
     # --- control --------------------------------------------------------------
@@ -153,6 +154,7 @@ class Delivery:
         alive.clear()
         try:  # new frames do not end the wait (they would hammer a dead hop); life does
             await asyncio.wait_for(alive.wait(), timeout=delay)
+            self.early_retries += 1
         except asyncio.TimeoutError:
             pass
 
