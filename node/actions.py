@@ -6,7 +6,8 @@ the next step, and reported to the sender by a signed receipt, in one transactio
 
 from __future__ import annotations
 
-from protocol.errors import IllegalTransition
+from protocol.errors import IllegalTransition, Malformed
+from protocol.messages import MAX_TEXT
 from protocol.workflow import Action, Role, State
 
 from node.context import NodeContext
@@ -42,6 +43,8 @@ async def act(context: NodeContext, doc_id: bytes, action: Action, *, actor: str
               role: Role | None = None, detail: str = "") -> State:
     if not actor.strip():
         raise IllegalTransition("the person acting must be named (--by)")
+    if len(actor.strip()) > MAX_TEXT or len(detail) > MAX_TEXT:  # the receipt would be refused
+        raise Malformed(f"the person acting and the text are limited to {MAX_TEXT} characters each")
     async with transaction(context.db):
         inbound = await context.documents.inbound_by_doc(doc_id)
         if inbound is None:

@@ -62,6 +62,8 @@ class Node:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.enrolled_event = asyncio.Event()
+        self.links = None  # a simulator's link policy (node.sim.links); None in production
+        self._url_peers: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -76,7 +78,8 @@ class Node:
         self.contacts = ContactBook(self.state)
         await self.contacts.load()
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30, connect=5))
+            timeout=aiohttp.ClientTimeout(total=30, connect=5),
+            trace_configs=[self._link_trace()])
         self.hints = DiscoveryHints(self.directory)
         self.gossip = Gossip(node_id=self.id, keys=self.keys, directory=self.directory,
                              settings=self.config.gossip, session=lambda: self.session,
@@ -84,6 +87,9 @@ class Node:
                              metrics=self.metrics)
         self.directory.on_new_records(self._on_directory_change)
         self.context = NodeContext(self.id, self.keys, self.config, self.directory, self.db)
+        if self.data.previous_keys_file.exists():
+            self.context.previous_keys = (self.data.load_keys(self.config, self._passphrase,
+                                                              previous=True),)
         self.delivery = Delivery(self.context, session=lambda: self.session,
                                  peer_urls=self.peer_urls,
                                  settings=DeliverySettings(**{
@@ -93,6 +99,8 @@ class Node:
         self.context.wake = self.delivery.wake
         self.inbound = Inbound(self.context)
         self.contacts.on_success(self.delivery.neighbour_alive)
+        if not self.enrolled and self.data.next_keys_file.exists():
+            self._adopt_next_keys()  # a re-key certified while the node was down
         await self._serve()
         if self.enrolled:
             self.enrolled_event.set()
@@ -112,6 +120,29 @@ class Node:
         await site.start()
         self.port = self.runner.addresses[0][1]
         self.urls = self.config.public_urls or (f"http://{self.config.host}:{self.port}",)
+
+    async def crash(self) -> None:
+        """Stop as SIGKILL would (for the simulator): no flush, no goodbye. What was
+        committed stays on disk; an open transaction is lost with the connection."""
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.delivery.stop()
+        await self.runner.cleanup()
+        await self.session.close()
+        await self.db.close()
+
+    def _link_trace(self) -> aiohttp.TraceConfig:
+        """Lets a simulator's ``links`` policy cut, drop or delay this node's requests."""
+        async def on_request_start(session, context, params) -> None:
+            if self.links is not None:
+                await self.links.before_request(self.id, self._url_peers.get(
+                    f"{params.url.scheme}://{params.url.host}:{params.url.port}"))
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(on_request_start)
+        return trace
 
     async def stop(self) -> None:
         self._stop.set()
@@ -205,9 +236,19 @@ class Node:
             return
         if self.directory.certificate(self.id).keys != next_keys.public:
             return
+        os.replace(self.data.keys_file, self.data.previous_keys_file)
         os.replace(self.data.next_keys_file, self.data.keys_file)
+        self.context.previous_keys = (self.keys,)
         self.keys = self.gossip.keys = self.context.keys = next_keys
         log.warning("re-key complete: now signing with %s", next_keys.fingerprint)
+        # Our children's certificates were signed with the old key: sign them anew.
+        self._tasks.append(asyncio.create_task(self._recertify_children()))
+
+    async def _recertify_children(self) -> None:
+        issued = await enrollment.recertify_children(self.keys, own_id=self.id,
+                                                     directory=self.directory, now_ms=now_ms())
+        if issued:
+            log.warning("re-issued %d children's certificates under the new key", len(issued))
 
     # --- own records --------------------------------------------------------------
 
@@ -257,10 +298,14 @@ class Node:
     def peer_urls(self, peer: str) -> tuple[str, ...]:
         endpoint = self.directory.endpoint(peer)
         if endpoint is not None:
-            return endpoint.urls
-        if peer == ids.parent(self.id) and self.config.parent_url:
-            return (self.config.parent_url,)
-        return self.hints.urls_for(peer)
+            urls = endpoint.urls
+        elif peer == ids.parent(self.id) and self.config.parent_url:
+            urls = (self.config.parent_url,)
+        else:
+            urls = self.hints.urls_for(peer)
+        if self.links is not None and urls:
+            self._url_peers[urls[0].rstrip("/")] = peer
+        return urls
 
     # --- health -----------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from node import __version__
 from node.cli_docs import register as register_document_commands
 from node.cli_node import register as register_node_commands
+from node.cli_sim import register as register_sim_commands
+from node.cli_tokens import register as register_token_commands
 from node.output import comparisons_table, console, print_json
 
 
@@ -18,6 +22,8 @@ def main() -> None:
 
 register_node_commands(main)
 register_document_commands(main)
+register_token_commands(main)
+register_sim_commands(main)
 
 
 @main.group()
@@ -43,12 +49,52 @@ def bench_wire(rounds: int, round_seconds: float, as_json: bool) -> None:
         print_json(result)
 
 
-@main.command()
-def demo() -> None:
-    """Walk through the protocol: a chain of trust, a signed frame, a refused forgery."""
-    from node.walkthrough import run_walkthrough
+@bench.command("delivery")
+@click.option("--docs", default=2000, show_default=True, type=click.IntRange(1),
+              help="Documents sent end to end in the throughput run.")
+@click.option("--samples", default=50, show_default=True, type=click.IntRange(2),
+              help="County-to-county documents timed one at a time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def bench_delivery(docs: int, samples: int, as_json: bool) -> None:
+    """Documents/s between two nodes and county-to-county latency, beside the limits."""
+    from node.bench.delivery import (BenchError, comparisons, run_delivery_bench,
+                                     summary_table)
 
-    raise SystemExit(run_walkthrough(console))
+    with console.status("starting…") as status:
+        try:
+            result = run_delivery_bench(docs=docs, samples=samples, progress=status.update)
+        except BenchError as error:
+            raise click.ClickException(str(error)) from None
+    console.print(comparisons_table(
+        f"govnode bench delivery — {result['docs']} documents, {result['body_bytes']} B body, "
+        f"sealed, signed, durable, receipted", comparisons(result)))
+    console.print(summary_table(result))
+    if as_json:
+        print_json(result)
+
+
+@main.command()
+@click.option("--serve", is_flag=True, help="Keep the nodes running after the demo, until Ctrl-C.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Build the federation here and keep it (default: a temporary directory).")
+@click.option("--topology", default="mini", show_default=True,
+              help="Topology file, or the name of one in configs/topologies/.")
+@click.option("--walkthrough", is_flag=True,
+              help="Instead: the protocol walk-through (keys, a signed frame, refused forgeries).")
+def demo(serve: bool, data_dir: Path | None, topology: str, walkthrough: bool) -> None:
+    """Run a federation on loopback: documents sent, signed for, answered; their timelines."""
+    if walkthrough:
+        from node.walkthrough import run_walkthrough
+
+        raise SystemExit(run_walkthrough(console))
+    from node.demo import run_demo
+    from node.operations import OperationError
+    from node.topology import TopologyError
+
+    try:
+        raise SystemExit(run_demo(console, topology=topology, data_dir=data_dir, serve=serve))
+    except (TopologyError, OperationError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from typing import Callable
 
 import aiosqlite
 
-from protocol import frames, ids
+from protocol import frames, ids, sealing
+from protocol.errors import CannotDecrypt
 from protocol.keys import NodeKeys
 from protocol.messages import Body
 
@@ -34,10 +35,21 @@ class NodeContext:
     documents: DocumentStore = field(init=False)
     outbox: OutboxStore = field(init=False)
     wake: Callable[[str], None] = lambda hop: None
+    previous_keys: tuple[NodeKeys, ...] = ()  # kept after a re-key for documents in flight
 
     def __post_init__(self) -> None:
         self.documents = DocumentStore(self.db)
         self.outbox = OutboxStore(self.db)
+
+    def open_sealed(self, sealed: bytes) -> bytes:
+        """Decrypt with the current key, or with the key before a re-key: documents
+        sealed to the old key may still be on their way."""
+        for keys in (self.keys, *self.previous_keys):
+            try:
+                return sealing.open_sealed(sealed, keys.public.box_key, keys.box_secret)
+            except CannotDecrypt:
+                continue
+        raise CannotDecrypt("sealed content does not open with this node's keys")
 
     def next_hop(self, destination: str) -> str:
         hop = ids.next_hop(self.node_id, destination)
@@ -49,9 +61,13 @@ class NodeContext:
 
         Returns (message id, frame bytes). The caller wakes delivery after committing.
         """
+        message_id, data = self.sign_frame(body, destination)
+        await self.outbox.add(message_id, self.next_hop(destination), destination, data, now_ms())
+        return message_id, data
+
+    def sign_frame(self, body: Body, destination: str) -> tuple[bytes, bytes]:
+        """A new signed frame from this node: (message id, frame bytes); nothing stored."""
         message_id = frames.new_message_id()
         frame = frames.make_frame(body, origin=self.node_id, destination=destination,
                                   created_at=now_ms(), message_id=message_id)
-        data = frames.encode_frame(frame, self.keys)
-        await self.outbox.add(message_id, self.next_hop(destination), destination, data, now_ms())
-        return message_id, data
+        return message_id, frames.encode_frame(frame, self.keys)

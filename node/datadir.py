@@ -20,6 +20,7 @@ from node.store.db import DATABASE_FILE
 
 KEYS_FILE = "keys.json"
 NEXT_KEYS_FILE = "keys.next.json"  # written by `govnode rekey` until the new cert arrives
+PREVIOUS_KEYS_FILE = "keys.previous.json"  # the keys before the last re-key (decryption only)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class DataDir:
         return self.path / NEXT_KEYS_FILE
 
     @property
+    def previous_keys_file(self) -> Path:
+        return self.path / PREVIOUS_KEYS_FILE
+
+    @property
     def database_file(self) -> Path:
         return self.path / DATABASE_FILE
 
@@ -46,9 +51,11 @@ class DataDir:
         return load_config(self.path)
 
     def load_keys(self, config: NodeConfig, passphrase: str | None = None,
-                  *, next_keys: bool = False) -> NodeKeys:
+                  *, next_keys: bool = False, previous: bool = False) -> NodeKeys:
         """Load the key file; a sealed one takes the passphrase, or the configured env var."""
-        data = read_key_file(self.next_keys_file if next_keys else self.keys_file)
+        path = self.next_keys_file if next_keys else (
+            self.previous_keys_file if previous else self.keys_file)
+        data = read_key_file(path)
         if passphrase is None and key_file_is_sealed(data):
             passphrase = os.environ.get(config.passphrase_env)
         return load_key_file(data, passphrase)

@@ -4,7 +4,13 @@ Theory of operation. Frames wait in the outbox (SQLite) keyed by next hop. One w
 per next hop takes the oldest frames (up to ``batch_frames`` and about ``batch_bytes``),
 POSTs them to ``/v1/transfer`` and deletes exactly those the neighbour acknowledged
 (accepted, or refused with a code, which is logged: a refused frame will never be
-accepted later). A worker that fails backs off exponentially with full jitter, capped
+accepted later). Frames the neighbour *deferred* (it cannot verify their origin yet:
+a certificate still on its way) stay queued for the next attempt. Up to ``transfers_in_flight`` batches (default 2) of one hop travel at
+once, each with other frames, so a busy neighbour finds the next batch waiting when it
+finishes one instead of idling while this node handles the acknowledgement; frames
+may therefore arrive out of order, which the receiver's dedupe and the receipts'
+sequence numbers already allow. When a transfer fails, the others finish first, then
+the worker backs off. A worker that fails backs off exponentially with full jitter, capped
 at ``max_backoff_ms`` (default 60 s), so that a neighbour down for a day is retried
 every minute, not once a day. Workers are independent: a hop that is down delays only
 its own queue. A neighbour seen alive (a gossip exchange, or a transfer from it) is
@@ -39,6 +45,7 @@ class DeliverySettings:
     initial_backoff_ms: int = 200
     max_backoff_ms: int = 60_000
     request_timeout_ms: int = 30_000
+    transfers_in_flight: int = 2  # per hop: the neighbour works on one while the next travels
 
 
 class HopFailed(Exception):
@@ -95,19 +102,62 @@ class Delivery:
 
     async def _work(self, hop: str) -> None:
         wakeup = self._wakeups[hop]
-        while True:
-            wakeup.clear()
-            batch = await self.context.outbox.batch(hop, max_frames=self.settings.batch_frames,
-                                                    max_bytes=self.settings.batch_bytes)
-            if not batch:
-                await wakeup.wait()
-                continue
-            try:
-                await self._transfer(hop, [q.frame for q in batch], [q.message_id for q in batch])
-            except HopFailed as failure:
-                await self._back_off(hop, str(failure))
-                continue
-            self.failures.pop(hop, None)
+        sending: dict[asyncio.Task, set[bytes]] = {}  # transfers in flight, their frame ids
+        try:
+            while True:
+                wakeup.clear()
+                if len(sending) < self.settings.transfers_in_flight:
+                    batch = await self.context.outbox.batch(
+                        hop, max_frames=self.settings.batch_frames,
+                        max_bytes=self.settings.batch_bytes,
+                        skip=set().union(*sending.values()))
+                    if batch:
+                        ids = [q.message_id for q in batch]
+                        transfer = asyncio.create_task(
+                            self._transfer(hop, [q.frame for q in batch], ids))
+                        sending[transfer] = set(ids)
+                        continue
+                    if not sending:
+                        await wakeup.wait()
+                        continue
+                failure = await self._next_done(hop, sending, wakeup)
+                if failure is not None:  # let the others finish, then back off
+                    if sending:
+                        await asyncio.wait(list(sending))
+                        self._collect(hop, sending)
+                    await self._back_off(hop, str(failure))
+        finally:
+            for transfer in sending:
+                transfer.cancel()
+
+    async def _next_done(self, hop: str, sending: dict[asyncio.Task, set[bytes]],
+                         wakeup: asyncio.Event) -> HopFailed | None:
+        """Wait for a transfer to end (or, with room for another, for new frames)."""
+        waiting: set[asyncio.Future] = set(sending)
+        woken = None
+        if len(sending) < self.settings.transfers_in_flight:
+            woken = asyncio.ensure_future(wakeup.wait())
+            waiting.add(woken)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if woken is not None:
+                woken.cancel()
+        return self._collect(hop, sending)
+
+    def _collect(self, hop: str, sending: dict[asyncio.Task, set[bytes]]) -> HopFailed | None:
+        """Forget finished transfers; the last failure among them, if any."""
+        failure = None
+        for transfer in [t for t in sending if t.done()]:
+            del sending[transfer]
+            error = transfer.exception()
+            if isinstance(error, HopFailed):
+                failure = error
+            elif error is not None:
+                raise error
+            else:
+                self.failures.pop(hop, None)
+        return failure
 
     async def _transfer(self, hop: str, frames: list[bytes], message_ids: list[bytes]) -> None:
         urls = self._peer_urls(hop)
@@ -124,23 +174,28 @@ class Delivery:
             raise HopFailed(f"{urls[0]}: {type(error).__name__} {error}") from None
         if status != 200:
             raise HopFailed(f"{hop} answered HTTP {status}: {answer[:200]!r}")
-        done = self._acknowledged(hop, answer, set(message_ids))
+        done, deferred = self._acknowledged(hop, answer, set(message_ids))
         async with transaction(self.context.db):
             await self.context.outbox.remove(done)
         self.sent_frames += len(done)
         self._on_result(hop, True, "")
+        if deferred and not done:  # nothing moved: wait before asking again
+            raise HopFailed(f"{hop} cannot verify {len(deferred)} frame(s) yet")
 
-    def _acknowledged(self, hop: str, answer: bytes, sent: set[bytes]) -> list[bytes]:
+    def _acknowledged(self, hop: str, answer: bytes, sent: set[bytes]
+                      ) -> tuple[list[bytes], list[bytes]]:
+        """(frames done with: accepted or refused for good, frames to keep and retry)."""
         try:
             ack = unpack(answer, ACK_LIMITS, what="transfer acknowledgement")
-            accepted = [mid for mid in ack["accepted"] if mid in sent]
+            done = [mid for mid in ack["accepted"] if mid in sent]
             for mid, code, detail in ack["rejected"]:
                 if mid in sent:
                     log.error("%s refused frame %s: %s %s", hop, bytes(mid).hex(), code, detail)
-                    accepted.append(mid)
-        except (ProtocolError, KeyError, TypeError, ValueError) as error:
+                    done.append(mid)
+            deferred = [item[0] for item in ack.get("deferred", ()) if item[0] in sent]
+        except (ProtocolError, KeyError, TypeError, ValueError, IndexError) as error:
             raise HopFailed(f"{hop} sent an unreadable acknowledgement: {error}") from None
-        return accepted
+        return done, deferred
 
     async def _back_off(self, hop: str, error: str) -> None:
         failures = self.failures[hop] = self.failures.get(hop, 0) + 1

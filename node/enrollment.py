@@ -163,3 +163,29 @@ def make_request(keys: NodeKeys, *, node_id: str, name: str, level: certs.Level,
                  division: str | None, now_ms: int) -> EnrollmentRequest:
     return certs.make_enrollment_request(keys, subject=node_id, name=name, level=level,
                                          requested_at=now_ms, division=division)
+
+
+async def recertify_children(keys: NodeKeys, *, own_id: str, directory: MemberDirectory,
+                             now_ms: int) -> list[Certificate]:
+    """After a re-key, sign every unrevoked child's certificate again with the new key.
+
+    A chain link is checked against the issuer's *current* key, so a re-keyed city
+    must re-issue its counties' certificates (same keys, next serial, same expiry)
+    or they would stop validating everywhere.
+    """
+    revoked = certs.revocation_index(directory.revocations())
+    renewed = []
+    for record in directory.records(RecordKind.CERT):
+        child = record.content
+        if child.issuer != own_id or child.subject == own_id or \
+                child.serial <= revoked.get(child.subject, 0):
+            continue
+        renewed.append(certs.issue_certificate(
+            keys, issuer=own_id, subject=child.subject, name=child.name, level=child.level,
+            subject_keys=child.keys, serial=next_serial(directory, child.subject),
+            not_before=now_ms - 60_000, not_after=max(child.not_after, now_ms + DAY_MS),
+            division=child.division))
+    result = await directory.accept([Record.of(c) for c in renewed], now_ms)
+    for key, refusal in result.rejected:
+        raise EnrollmentError(f"could not re-certify {key[1]}: {refusal.code}: {refusal.detail}")
+    return renewed

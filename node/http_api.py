@@ -5,7 +5,7 @@
 | ``POST /v1/enroll`` | enrollment request envelope | enrollment answer (msgpack) |
 | ``GET /v1/enroll/{id}/{fingerprint}`` | | enrollment answer (msgpack) |
 | ``POST /v1/gossip`` | signed ``gossip`` frame | signed ``gossip_reply`` frame |
-| ``POST /v1/transfer`` | ``{from, frames: [frame]}`` | ``{accepted: [id], rejected: [[id, code, detail]]}`` |
+| ``POST /v1/transfer`` | ``{from, frames: [frame]}`` | ``{accepted: [id], rejected, deferred: [[id, code, detail]]}`` |
 | ``GET /v1/health`` | | JSON, no secrets |
 | ``GET /metrics`` | | Prometheus text format |
 
@@ -27,6 +27,7 @@ from protocol.keys import normalise_fingerprint
 from protocol.messages import GossipBody
 
 from node import enrollment
+from node.api import add_api_routes
 from node.clock import now_ms
 from node.http_errors import MSGPACK, read_limited
 from node.metrics import CONTENT_TYPE_LATEST
@@ -52,6 +53,7 @@ def add_routes(app: web.Application, node: "Node") -> None:
     app.router.add_post("/v1/transfer", routes.transfer)
     app.router.add_get("/v1/health", routes.health)
     app.router.add_get("/metrics", routes.metrics)
+    add_api_routes(app, node)  # /api/...: the JSON API for documents (node/api.py)
 
 
 def _msgpack(body: bytes, status: int = 200) -> web.Response:
@@ -107,7 +109,8 @@ class NodeRoutes:
         if node.directory.is_valid_member(sender, now_ms()):
             node.contacts.succeeded(sender, now_ms())  # a hint of life, not authentication
         return _msgpack(pack({"accepted": result.accepted,
-                              "rejected": [list(item) for item in result.rejected]}))
+                              "rejected": [list(item) for item in result.rejected],
+                              "deferred": [list(item) for item in result.deferred]}))
 
     def verify_inbound(self, data: bytes) -> frames.Frame:
         """Parse, check addressing and membership, verify, check age and replay."""

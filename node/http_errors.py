@@ -13,7 +13,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from protocol.errors import ProtocolError, TooLarge
+from protocol.errors import ProtocolError, TooLarge, Unauthorized
 from protocol.wire import pack
 
 log = logging.getLogger("govnode.http")
@@ -44,7 +44,10 @@ async def refusals_middleware(request: web.Request, handler) -> web.StreamRespon
     try:
         return await handler(request)
     except ProtocolError as refusal:
-        return _refuse(request, refusal.code, refusal.detail, refusal.http_status)
+        answer = _refuse(request, refusal.code, refusal.detail, refusal.http_status)
+        if isinstance(refusal, Unauthorized):
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="govnode"'  # RFC 6750
+        return answer
     except web.HTTPRequestEntityTooLarge as exc:
         return _refuse(request, TooLarge.code, exc.text or "request body over the limit",
                        TooLarge.http_status)

@@ -9,7 +9,8 @@ anything is stored:
    ``not_addressed_here``;
 2. the origin must be a member with a valid chain, and the signature must verify
    over the exact bytes received;
-3. the frame must be younger than the replay window and not from the future.
+3. the frame must be younger than the replay window and not from the future, and be
+   a document or a receipt (nothing else travels by transfer, not even to a relay).
 
 Frames that pass are handled in **one transaction** for the whole batch: a frame id
 seen before is acknowledged again without storing anything (exactly-once in effect);
@@ -17,27 +18,35 @@ a frame for this node is opened and delivered (a document: decrypted, stored, it
 ``delivered`` receipt queued; a receipt: applied to the sent document); any other
 frame goes to the outbox for its next hop. Each frame that can still be refused at
 that point (a document that does not open, a receipt the workflow forbids) is
-refused before its first write. The acknowledgement lists the accepted ids and the
+refused before its first write (as is a document whose attachments exceed this
+node's ``max_attachment_bytes``). The acknowledgement lists the accepted ids and the
 refused ones with their codes; it is sent only after the commit.
+
+Cost. Documents for this node are decrypted before the write lock is taken. Inside
+the transaction the batch makes a fixed number of calls to SQLite's thread whatever
+its size (the reads it needs up front, then one ``executemany`` per table), because
+such a call costs far more than the rows it writes; each frame's checks and state
+changes run in memory in arrival order (``_Writes``, ``receipts.SentLedger``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from protocol import frames, ids, sealing
-from protocol.documents import decode_content
-from protocol.errors import Malformed, NotAddressedHere, ProtocolError
+from protocol import frames, ids
+from protocol.documents import Document, decode_content, validate_attachment_limit
+from protocol.errors import BadSignature, Malformed, NotAddressedHere, ProtocolError, UnknownOrigin
 from protocol.frames import Frame
 from protocol.messages import DocumentBody, ReceiptBody
-from protocol.workflow import Action, Role
+from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
 from node.context import NodeContext
-from node.receipts import accept_receipt, take_step
+from node.receipts import SentLedger, plan_step
 from node.sending import document_row
 from node.store.db import transaction
+from node.store.document_store import DocumentRow, InboundRow, ReceiptRow
 
 log = logging.getLogger("govnode.inbound")
 
@@ -49,8 +58,17 @@ MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 class TransferResult:
     accepted: list[bytes] = field(default_factory=list)
     rejected: list[tuple[bytes, str, str]] = field(default_factory=list)
+    deferred: list[tuple[bytes, str, str]] = field(default_factory=list)  # keep and retry
     delivered_here: int = 0
     forwarded: set[str] = field(default_factory=set)  # next hops that got new frames
+
+
+class NotYetVerifiable(Exception):
+    """The origin cannot be verified *yet*: the sender should keep the frame."""
+
+    def __init__(self, refusal: ProtocolError) -> None:
+        super().__init__(refusal.detail)
+        self.refusal = refusal
 
 
 class Inbound:
@@ -68,11 +86,29 @@ class Inbound:
                                    f"to {frame.destination}")
         if frame.origin == context.node_id:
             raise NotAddressedHere("a frame this node sent came back to it")
-        certificate = context.directory.valid_certificate(frame.origin, now)
-        signed.verify(certificate.keys.verify_key)
+        self._verify_origin(signed, now)
         frames.check_age(frame, now_ms=now, max_age_ms=REPLAY_WINDOW_MS,
                          max_future_ms=MAX_CLOCK_SKEW_MS)
+        if not isinstance(frame.body, (DocumentBody, ReceiptBody)):  # not even to relay
+            raise Malformed(f"{frame.type} frames are not delivered by transfer")
         return frame
+
+    def _verify_origin(self, signed: frames.SignedFrame, now: int) -> None:
+        directory = self.context.directory
+        try:
+            certificate = directory.valid_certificate(signed.origin, now)
+        except (UnknownOrigin, BadSignature) as refusal:
+            # A certificate not here yet, or a chain whose issuer re-keyed before its
+            # re-issued certificates arrived: gossip will catch up, so ask the sender
+            # to keep the frame and try again rather than drop it.
+            raise NotYetVerifiable(refusal) from None
+        try:
+            signed.verify(certificate.keys.verify_key)
+        except BadSignature:
+            previous = directory.previous_certificate(signed.origin, now)
+            if previous is None:
+                raise
+            signed.verify(previous.keys.verify_key)  # signed before the origin re-keyed
 
     async def receive(self, batch: list[bytes]) -> TransferResult:
         result, now = TransferResult(), now_ms()
@@ -80,63 +116,128 @@ class Inbound:
         for data in batch:
             try:
                 checked.append((self.check(data, now), data))
+            except NotYetVerifiable as wait:
+                result.deferred.append((_message_id_of(data), wait.refusal.code, wait.refusal.detail))
             except ProtocolError as refusal:
                 result.rejected.append((_message_id_of(data), refusal.code, refusal.detail))
         if not checked:
             return result
         context = self.context
+        here = [frame for frame, _ in checked if frame.destination == context.node_id]
+        # Opening is the costly part: done before taking the write lock. A refusal found
+        # here waits for the dedupe below (a frame accepted before is acknowledged again).
+        opened = {frame.message_id: self._open(frame) for frame in here
+                  if isinstance(frame.body, DocumentBody)}
         async with transaction(context.db):
             seen = await context.outbox.seen_among([frame.message_id for frame, _ in checked])
+            writes = _Writes(existing_documents=await context.documents.existing_documents(
+                [item[0].doc_id for item in opened.values() if isinstance(item, tuple)]))
+            ledger = SentLedger(context)
+            receipts_for = [frame.body.document_id for frame in here
+                            if isinstance(frame.body, ReceiptBody)]
+            if receipts_for:
+                await ledger.load(receipts_for)
             fresh: list[bytes] = []
             for frame, data in checked:
                 if frame.message_id in seen:
                     result.accepted.append(frame.message_id)
                     continue
                 try:
-                    await self._handle(frame, data, now, result)
+                    self._handle(frame, data, now, result, writes, ledger, opened)
                 except ProtocolError as refusal:
                     result.rejected.append((frame.message_id, refusal.code, refusal.detail))
                     continue
                 seen.add(frame.message_id)
                 fresh.append(frame.message_id)
                 result.accepted.append(frame.message_id)
+            await writes.save(context)
+            await ledger.save()
             await context.outbox.mark_seen(fresh, now)
         for hop in result.forwarded:
             context.wake(hop)
         return result
 
-    async def _handle(self, frame: Frame, data: bytes, now: int, result: TransferResult) -> None:
+    def _handle(self, frame: Frame, data: bytes, now: int, result: TransferResult,
+                writes: "_Writes", ledger: SentLedger,
+                opened: dict[bytes, "_Opened | ProtocolError"]) -> None:
+        """Check one fresh frame and add what it stores to ``writes`` / ``ledger``, or
+        raise its refusal having added nothing."""
         context = self.context
         if frame.destination != context.node_id:
             hop = context.next_hop(frame.destination)
-            await context.outbox.add(frame.message_id, hop, frame.destination, data, now)
+            writes.outbox.append((frame.message_id, hop, frame.destination, data, now))
             result.forwarded.add(hop)
             return
         if isinstance(frame.body, DocumentBody):
-            await self._deliver_document(frame, data, now)
+            self._deliver_document(frame, data, now, opened[frame.message_id], writes)
             result.forwarded.add(context.next_hop(frame.origin))  # the delivered receipt
         elif isinstance(frame.body, ReceiptBody):
-            await accept_receipt(context, frame)
+            ledger.accept(frame)
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
         result.delivered_here += 1
 
-    async def _deliver_document(self, frame: Frame, data: bytes, now: int) -> None:
+    def _open(self, frame: Frame) -> "_Opened | ProtocolError":
+        """Decrypt and check a document frame for this node: the document, or the refusal."""
         context = self.context
-        content = sealing.open_sealed(frame.body.sealed, context.keys.public.box_key,
-                                      context.keys.box_secret)
-        document, attachment_data = decode_content(content)
-        if document.issuer_id != frame.origin:
-            raise Malformed(f"document issued by {document.issuer_id} but sent by {frame.origin}")
-        if context.node_id not in document.main_recipients + document.cc_recipients:
-            raise NotAddressedHere(f"{context.node_id} is not among the document's recipients")
-        if not await context.documents.add_document(document_row(document, "received", now)):
+        try:
+            content = context.open_sealed(frame.body.sealed)
+            document, attachment_data = decode_content(content)
+            if document.issuer_id != frame.origin:
+                raise Malformed(f"document issued by {document.issuer_id} but sent by "
+                                f"{frame.origin}")
+            if context.node_id not in document.main_recipients + document.cc_recipients:
+                raise NotAddressedHere(f"{context.node_id} is not among the document's "
+                                       f"recipients")
+            validate_attachment_limit(document, context.config.delivery["max_attachment_bytes"])
+        except ProtocolError as refusal:
+            return refusal
+        return document, attachment_data
+
+    def _deliver_document(self, frame: Frame, data: bytes, now: int,
+                          opened: "_Opened | ProtocolError", writes: "_Writes") -> None:
+        """Store the document and queue its ``delivered`` receipt (one per document)."""
+        if isinstance(opened, ProtocolError):
+            raise opened
+        context = self.context
+        document, attachment_data = opened
+        if document.doc_id in writes.existing_documents:
             return  # the same document again under another frame id: nothing new
-        await context.documents.add_attachments(attachment_data)
-        await context.documents.add_inbound(frame.message_id, document.doc_id, frame.origin,
-                                            data, now)
-        inbound = await context.documents.inbound_by_doc(document.doc_id)
-        await take_step(context, inbound, Action.DELIVER, actor=context.node_id, role=Role.SYSTEM)
+        writes.existing_documents.add(document.doc_id)
+        arrived = InboundRow(frame.message_id, document.doc_id, frame.origin, State.SENT.value,
+                             0, now)
+        state, step, receipt = plan_step(arrived, Action.DELIVER, actor=context.node_id,
+                                         role=Role.SYSTEM, detail="", now=now)
+        receipt_id, receipt_frame = context.sign_frame(receipt, frame.origin)
+        writes.documents.append(document_row(document, "received", now))
+        writes.attachments.update(attachment_data)
+        writes.inbound.append((replace(arrived, state=state.value, last_seq=step.seq), data))
+        writes.receipts.append(step)
+        writes.outbox.append((receipt_id, context.next_hop(frame.origin), frame.origin,
+                              receipt_frame, now))
+
+
+_Opened = tuple[Document, dict[bytes, bytes]]
+
+
+@dataclass
+class _Writes:
+    """What one transfer batch stores, written table by table (one ``executemany``
+    each) after every frame has been checked, inside the batch's transaction."""
+
+    existing_documents: set[bytes]  # doc ids held already, or added by this batch
+    documents: list[DocumentRow] = field(default_factory=list)
+    attachments: dict[bytes, bytes] = field(default_factory=dict)
+    inbound: list[tuple[InboundRow, bytes]] = field(default_factory=list)
+    receipts: list[ReceiptRow] = field(default_factory=list)
+    outbox: list[tuple[bytes, str, str, bytes, int]] = field(default_factory=list)
+
+    async def save(self, context: NodeContext) -> None:
+        await context.documents.add_documents(self.documents)  # before what refers to them
+        await context.documents.add_attachments(self.attachments)
+        await context.documents.add_inbounds(self.inbound)
+        await context.documents.add_receipts(self.receipts)
+        await context.outbox.add_many(self.outbox)
 
 
 def _message_id_of(data: bytes) -> bytes:

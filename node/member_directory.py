@@ -50,6 +50,13 @@ class MemberDirectory:
         self.trust_anchor = trust_anchor
         self._current: dict[tuple[str, str], Record] = {}
         self._revocations: dict[str, Revocation] = {}  # by subject, for chain checks
+        # The certificate a re-key replaced, by subject: frames signed with the old key
+        # before the re-key may still be travelling (kept in memory only).
+        self._previous_certificates: dict[str, Certificate] = {}
+        # Chains verified since the last certificate or revocation change: subject ->
+        # (leaf, valid from, valid until). Every frame's origin is checked, so verifying
+        # each chain's signatures once instead of per frame matters (valid_certificate).
+        self._valid: dict[str, tuple[Certificate, int, int]] = {}
         self._buckets = [0] * BUCKETS
         self._last_change = 0
         self._listeners: list[Callable[[list[Record]], None]] = []
@@ -108,6 +115,16 @@ class MemberDirectory:
         record = self.get(RecordKind.CERT, subject)
         return record.content if record else None
 
+    def previous_certificate(self, subject: str, now_ms: int) -> Certificate | None:
+        """The certificate before the subject's last re-key, if still unrevoked and
+        unexpired: a re-key without revocation means the old key was not compromised."""
+        previous = self._previous_certificates.get(subject)
+        revoked = self._revocations.get(subject)
+        if previous is None or now_ms >= previous.not_after or \
+                (revoked is not None and previous.serial <= revoked.up_to_serial):
+            return None
+        return previous
+
     def revocations(self) -> list[Revocation]:
         return list(self._revocations.values())
 
@@ -141,9 +158,20 @@ class MemberDirectory:
         return chain
 
     def valid_certificate(self, subject: str, now_ms: int) -> Certificate:
-        """The subject's certificate if its whole chain is valid now; else the refusal."""
-        return validate_chain(self.chain_for(subject), trust_anchor=self.trust_anchor,
-                              now_ms=now_ms, revocations=self.revocations())
+        """The subject's certificate if its whole chain is valid now; else the refusal.
+
+        A chain that verified is remembered until a certificate or a revocation changes
+        (``_put``); until then only its validity period is checked against ``now_ms``.
+        """
+        remembered = self._valid.get(subject)
+        if remembered is not None and remembered[1] <= now_ms < remembered[2]:
+            return remembered[0]
+        chain = self.chain_for(subject)
+        leaf = validate_chain(chain, trust_anchor=self.trust_anchor, now_ms=now_ms,
+                              revocations=self.revocations())
+        self._valid[subject] = (leaf, max(link.not_before for link in chain),
+                                min(link.not_after for link in chain))
+        return leaf
 
     def is_valid_member(self, subject: str, now_ms: int) -> bool:
         try:
@@ -209,6 +237,8 @@ class MemberDirectory:
             self._buckets[bucket] ^= record_bucket_value(previous.hash)
         self._buckets[bucket] ^= record_bucket_value(record.hash)
         self._current[record.key] = record
+        if record.kind in (RecordKind.CERT, RecordKind.REVOCATION):
+            self._valid.clear()  # any chain may have changed
         if record.kind is RecordKind.REVOCATION:
             self._revocations[record.subject] = record.content
         return True

@@ -86,6 +86,7 @@ class NewNode:
     discovery_interfaces: tuple[str, ...] = ()
     gossip_interval_ms: int | None = None
     status_interval_ms: int | None = None
+    gossip_fanout: int | None = None
 
     @property
     def resolved_level(self) -> Level:
@@ -101,7 +102,8 @@ def _prepare_directory(data: DataDir, new: NewNode, trust_anchor: str, keys: Nod
     data.path.chmod(0o700)
     write_key_file(data.keys_file, dump_key_file(keys, new.passphrase))
     gossip = {k: v for k, v in (("interval_ms", new.gossip_interval_ms),
-                                ("status_interval_ms", new.status_interval_ms)) if v is not None}
+                                ("status_interval_ms", new.status_interval_ms),
+                                ("fanout", new.gossip_fanout)) if v is not None}
     data.config_file.write_text(render_config({
         "node": {"id": new.node_id, "name": new.name, "level": new.resolved_level.value,
                  "division": new.division or "", "trust_anchor": trust_anchor},

@@ -146,6 +146,22 @@ class NotPermitted(ProtocolError):
     http_status = 403
 
 
+# --- the node's JSON API ----------------------------------------------------
+
+class Unauthorized(ProtocolError):
+    """No API token, or one that is unknown or revoked (``Authorization: Bearer``)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class NotFound(ProtocolError):
+    """The thing named in the request (e.g. a document id) is not on this node."""
+
+    code = "not_found"
+    http_status = 404
+
+
 def all_error_classes() -> list[type[ProtocolError]]:
     """Every concrete error class, for the SPEC table test and the HTTP layer."""
     found: list[type[ProtocolError]] = []

@@ -1,11 +1,15 @@
 """Documents, attachments, per-recipient deliveries, inbound documents and receipts.
 
-Writes happen inside a caller's transaction (``db.transaction``).
+Writes happen inside a caller's transaction (``db.transaction``). The plural methods
+(``add_documents``, ``deliveries_among``, ...) do a whole transfer batch in one call
+to SQLite's thread (``executemany``, ``IN (...)``): a round trip to that thread costs
+far more than the row, so the hot paths make a few per batch, not a few per document.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import Iterable
 
 import aiosqlite
 import msgpack
@@ -65,6 +69,7 @@ class ReceiptRow:
 _DOCUMENT_COLUMNS = ("doc_id, direction, origin, title, doc_number, kind, urgency, issuer, "
                      "created_at, deadline, in_reply_to, stored_at, content")
 _INBOUND_COLUMNS = "message_id, doc_id, origin, state, last_seq, updated_at"
+_IN_CHUNK = 500  # ids per ``IN (...)``: below SQLite's variable limit
 
 
 class DocumentStore:
@@ -82,7 +87,19 @@ class DocumentStore:
              row.stored_at, row.content))
         return cursor.rowcount == 1
 
+    async def add_documents(self, rows: list[DocumentRow]) -> None:
+        """Insert documents known to be new (see ``existing_documents``)."""
+        if rows:
+            await self._db.executemany(
+                f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES "
+                f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(row.doc_id, row.direction, row.origin, row.title, row.doc_number, row.kind,
+                  row.urgency, row.issuer, row.created_at, row.deadline, row.in_reply_to,
+                  row.stored_at, row.content) for row in rows])
+
     async def add_attachments(self, data: dict[bytes, bytes]) -> None:
+        if not data:
+            return
         await self._db.executemany("INSERT OR IGNORE INTO attachments VALUES (?, ?, ?)",
                                    [(sha, len(blob), blob) for sha, blob in data.items()])
 
@@ -90,6 +107,20 @@ class DocumentStore:
         await self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (row.message_id, row.doc_id, row.recipient, row.copy, row.state,
                                 row.last_seq, row.updated_at))
+
+    async def add_deliveries(self, rows: list[DeliveryRow]) -> None:
+        if rows:
+            await self._db.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                       [(row.message_id, row.doc_id, row.recipient, row.copy,
+                                         row.state, row.last_seq, row.updated_at) for row in rows])
+
+    async def add_inbounds(self, rows: list[tuple[InboundRow, bytes]]) -> None:
+        """Insert inbound documents (row, frame as it arrived), state and seq as given."""
+        if rows:
+            await self._db.executemany(
+                f"INSERT INTO inbound ({_INBOUND_COLUMNS}, frame) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(row.message_id, row.doc_id, row.origin, row.state, row.last_seq,
+                  row.updated_at, frame) for row, frame in rows])
 
     async def add_inbound(self, message_id: bytes, doc_id: bytes, origin: str, frame: bytes,
                           now_ms: int) -> None:
@@ -101,6 +132,29 @@ class DocumentStore:
         await self._db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (row.message_id, row.seq, row.step, row.actor, row.at, row.detail,
                                 int(row.applied)))
+
+    async def add_receipts(self, rows: list[ReceiptRow]) -> None:
+        if rows:
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(row.message_id, row.seq, row.step, row.actor, row.at, row.detail,
+                  int(row.applied)) for row in rows])
+
+    async def mark_receipts_applied(self, keys: list[tuple[bytes, int]]) -> None:
+        """``keys``: (message id, seq) of receipts now applied."""
+        if keys:
+            await self._db.executemany(
+                "UPDATE receipts SET applied = 1 WHERE message_id = ? AND seq = ?", keys)
+
+    async def drop_receipts(self, keys: list[tuple[bytes, int]]) -> None:
+        if keys:
+            await self._db.executemany("DELETE FROM receipts WHERE message_id = ? AND seq = ?",
+                                       keys)
+
+    async def set_delivery_states(self, rows: Iterable[DeliveryRow]) -> None:
+        await self._db.executemany(
+            "UPDATE deliveries SET state = ?, last_seq = ?, updated_at = ? WHERE message_id = ?",
+            [(row.state, row.last_seq, row.updated_at, row.message_id) for row in rows])
 
     async def mark_receipt_applied(self, message_id: bytes, seq: int) -> None:
         await self._db.execute("UPDATE receipts SET applied = 1 WHERE message_id = ? AND seq = ?",
@@ -161,6 +215,34 @@ class DocumentStore:
             row = await cursor.fetchone()
         return None if row is None else DeliveryRow(*row)
 
+    async def existing_documents(self, doc_ids: list[bytes]) -> set[bytes]:
+        """Those of ``doc_ids`` this node already holds (sent or received)."""
+        return {row[0] for row in await self._among("SELECT doc_id FROM documents", "doc_id",
+                                                    doc_ids)}
+
+    async def deliveries_among(self, message_ids: list[bytes]) -> dict[bytes, DeliveryRow]:
+        rows = await self._among("SELECT * FROM deliveries", "message_id", message_ids)
+        return {row[0]: DeliveryRow(*row) for row in rows}
+
+    async def waiting_receipts(self, message_ids: list[bytes]) -> dict[bytes, dict[int, ReceiptRow]]:
+        """Receipts kept unapplied (they arrived ahead of a missing one), by message and seq."""
+        waiting: dict[bytes, dict[int, ReceiptRow]] = {}
+        for row in await self._among("SELECT * FROM receipts", "message_id", message_ids,
+                                     "applied = 0"):
+            waiting.setdefault(row[0], {})[row[1]] = ReceiptRow(*row[:6], False)
+        return waiting
+
+    async def _among(self, select: str, column: str, keys: list[bytes],
+                     condition: str = "") -> list[tuple]:
+        found: list[tuple] = []
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start:start + _IN_CHUNK]
+            where = f"{column} IN ({','.join('?' * len(chunk))})"
+            found.extend(await self._db.execute_fetchall(
+                f"{select} WHERE {where}{' AND ' + condition if condition else ''}", chunk))
+        return found
+
     async def deliveries_of(self, doc_id: bytes) -> list[DeliveryRow]:
         async with self._db.execute("SELECT * FROM deliveries WHERE doc_id = ? ORDER BY copy DESC, "
                                     "recipient", (doc_id,)) as cursor:
@@ -194,7 +276,15 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
 def encode_metadata(document: Document) -> bytes:
     """The document as this node keeps it: attachments by reference (their bytes are in
     the attachments table). A local format, never sent anywhere."""
-    return msgpack.packb(asdict(document), use_bin_type=True)
+    # What dataclasses.asdict gives, without its deep copies (this is on the hot path).
+    fields_ = {name: getattr(document, name) for name in _DOCUMENT_FIELDS}
+    fields_["attachments"] = [{name: getattr(item, name) for name in _ATTACHMENT_FIELDS}
+                              for item in document.attachments]
+    return msgpack.packb(fields_, use_bin_type=True)
+
+
+_DOCUMENT_FIELDS = tuple(field.name for field in fields(Document))
+_ATTACHMENT_FIELDS = tuple(field.name for field in fields(Attachment))
 
 
 def decode_metadata(blob: bytes) -> Document:

@@ -8,6 +8,8 @@ import aiosqlite
 
 from protocol.certs import EnrollmentRequest, decode_enrollment_request
 
+from node.store.db import transaction
+
 
 @dataclass(frozen=True)
 class StoredRequest:
@@ -36,9 +38,10 @@ class EnrollmentStore:
 
     async def add(self, request: EnrollmentRequest, now_ms: int) -> StoredRequest:
         """Store a verified request; the same request again changes nothing."""
-        await self._db.execute(
-            "INSERT OR IGNORE INTO enrollment_requests (subject, fingerprint, data, received_at) "
-            "VALUES (?, ?, ?, ?)", (request.subject, request.fingerprint, request.encode(), now_ms))
+        async with transaction(self._db):
+            await self._db.execute(
+                "INSERT OR IGNORE INTO enrollment_requests (subject, fingerprint, data, received_at) "
+                "VALUES (?, ?, ?, ?)", (request.subject, request.fingerprint, request.encode(), now_ms))
         found = await self.get(request.subject, request.fingerprint)
         assert found is not None
         return found
@@ -63,7 +66,8 @@ class EnrollmentStore:
 
     async def decide(self, request: EnrollmentRequest, *, state: str, now_ms: int,
                      reason: str = "", serial: int | None = None) -> None:
-        await self._db.execute(
-            "UPDATE enrollment_requests SET state = ?, decided_at = ?, reason = ?, serial = ? "
-            "WHERE subject = ? AND fingerprint = ?",
-            (state, now_ms, reason, serial, request.subject, request.fingerprint))
+        async with transaction(self._db):
+            await self._db.execute(
+                "UPDATE enrollment_requests SET state = ?, decided_at = ?, reason = ?, serial = ? "
+                "WHERE subject = ? AND fingerprint = ?",
+                (state, now_ms, reason, serial, request.subject, request.fingerprint))

@@ -28,17 +28,23 @@ class StateStore:
             row = await cursor.fetchone()
         return default if row is None else row[0]
 
+    # Every write takes the connection's transaction lock: a bare statement issued
+    # while another coroutine's transaction is open would become part of it (and be
+    # rolled back with it -- a reused sequence number is equivocation).
+
     async def put(self, key: str, value: Any) -> None:
-        await self._db.execute(
-            "INSERT INTO local_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value))
+        async with transaction(self._db):
+            await self._db.execute(
+                "INSERT INTO local_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value", (key, value))
 
     async def next_counter(self, key: str) -> int:
         """Increment and return a durable counter (sequence numbers of our records)."""
-        async with self._db.execute(
-            "INSERT INTO local_state VALUES (?, 1) ON CONFLICT (key) DO UPDATE "
-            "SET value = value + 1 RETURNING value", (key,)) as cursor:
-            (value,) = await cursor.fetchone()
+        async with transaction(self._db):
+            async with self._db.execute(
+                    "INSERT INTO local_state VALUES (?, 1) ON CONFLICT (key) DO UPDATE "
+                    "SET value = value + 1 RETURNING value", (key,)) as cursor:
+                (value,) = await cursor.fetchone()
         return value
 
     async def record_contacts(self, contacts: list[tuple[str, bool, int, str]]) -> None:

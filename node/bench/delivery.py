@@ -1,0 +1,513 @@
+"""``govnode bench delivery``: documents end to end between real nodes, beside the limits.
+
+Theory of operation. One run measures, on this machine and in this order:
+
+1. **Limits** (the physical ceilings, measured with the nodes up and idle, in short
+   rounds before *and* after the throughput run; each is the median of its rounds):
+
+   - crypto-only ceiling: raw PyNaCl sealed-box seal + Ed25519 sign + verify +
+     sealed-box open of one 4 KiB body, on one core, as documents per second;
+   - raw SQLite: 4 KiB rows inserted with ``executemany`` in transactions of 256,
+     WAL, ``synchronous=FULL`` (what the node uses), as rows per second;
+   - raw aiohttp: a trivial aiohttp server in its own process receiving msgpack
+     POSTs of 256 4 KiB items, one request in flight (as one delivery worker does),
+     as items per second.
+
+2. **Throughput**: two real nodes built in a temporary directory through the same
+   operations as ``govnode init`` / ``govnode enroll approve`` — the root ``gd``
+   (sender) and its child ``gd.chaozhou`` (receiver). The receiver runs as
+   ``python -m node.cli run`` in a subprocess and the sender in this process, so the
+   two nodes use the machine's two cores the way two deployed nodes would use their
+   own, while the bench drives sending through the node's own code
+   (``node.sending.send_documents``) and watches the sender's inbound path directly
+   instead of polling. ``--docs`` documents with a 4 KiB body, sealed to the
+   receiver, signed, stored durably (``synchronous=FULL``) on both sides, are queued
+   in chunks (one transaction each) as fast as the node takes them; the clock runs
+   from the first send to the commit, at the sender, of the last ``delivered``
+   receipt. A small warm-up batch goes first (connections, caches) and is not
+   counted.
+
+3. **Latency**: the seven-node federation of the simulator (gd, two cities, four
+   counties) in this process, converged, then quietened (gossip slowed to once a
+   minute). One document at a time from gd.chaozhou.raoping to gd.shantou.nanao:
+   four relays (gd.chaozhou, gd, gd.shantou) and the destination. A sample is the
+   time from ``send_document`` to the commit at the destination; the next sample
+   starts only after the ``delivered`` receipt is back at the sender, so every
+   document travels a federation at rest. All seven nodes share this one process:
+   the hops run one after the other anyway, so this adds no queueing.
+
+Ratios are ``docs_per_s / limit``. The targets (this 2-core machine): at least
+2,000 documents/s and 40 % of the crypto-only ceiling; county-to-county p50 at most
+25 ms.
+
+Run as a module (``python -m node.bench.delivery post-server``) this file is the
+trivial aiohttp server of the raw POST limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import aiohttp
+import msgpack
+import nacl.public
+import nacl.signing
+from aiohttp import web
+from rich.table import Table
+
+from protocol.documents import Document
+from protocol.frames import new_message_id
+
+import node as node_package
+from node import operations
+from node.app import Node
+from node.bench.measure import Comparison, rate
+from node.inbound import TransferResult
+from node.operations import NewNode
+from node.sending import send_documents, send_document
+
+BODY_BYTES = 4096
+BATCH_ITEMS = 256  # SQLite transaction size and POST batch size of the raw limits
+SEND_CHUNK = 128  # documents per send_documents transaction in the throughput run
+WARMUP_DOCS = 64
+TARGET_DOCS_PER_S = 2000.0
+TARGET_RATIO_TO_CRYPTO = 0.4
+TARGET_P50_MS = 25.0
+SENDER, RECEIVER = "gd", "gd.chaozhou"
+COUNTY_FROM, COUNTY_TO = "gd.chaozhou.raoping", "gd.shantou.nanao"
+FEDERATION = [  # (id, name), parents before children
+    ("gd", "广东省人民政府办公厅"),
+    ("gd.chaozhou", "潮州市人民政府办公室"),
+    ("gd.shantou", "汕头市人民政府办公室"),
+    ("gd.chaozhou.raoping", "饶平县人民政府办公室"),
+    ("gd.chaozhou.chaoan", "潮州市潮安区人民政府办公室"),
+    ("gd.shantou.nanao", "南澳县人民政府办公室"),
+    ("gd.shantou.chaoyang", "汕头市潮阳区人民政府办公室"),
+]
+FAST_GOSSIP_MS = 100  # converge quickly; slowed down once converged
+QUIET_GOSSIP_MS = 60_000
+QUIET_STATUS_MS = 3_600_000
+_REPO = Path(node_package.__file__).resolve().parent.parent
+
+
+class BenchError(Exception):
+    """The bench could not finish (a node did not come up, a deadline passed)."""
+
+
+# --- entry point ----------------------------------------------------------------------
+
+def run_delivery_bench(*, docs: int = 2000, samples: int = 50, limit_rounds: int = 2,
+                       progress: Callable[[str], None] = lambda text: None) -> dict[str, object]:
+    return asyncio.run(_run(docs=docs, samples=samples, limit_rounds=limit_rounds,
+                            progress=progress))
+
+
+async def _run(*, docs: int, samples: int, limit_rounds: int,
+               progress: Callable[[str], None]) -> dict[str, object]:
+    started = time.perf_counter()
+    body = _body_text()
+    with tempfile.TemporaryDirectory(prefix="govnode-bench-") as temp:
+        temp_dir = Path(temp)
+        limits: dict[str, list[float]] = {"crypto": [], "sqlite": [], "post": []}
+        async with _PostServer() as post_server:
+            progress("starting two nodes (the receiver in its own process)…")
+            async with _NodePair(temp_dir / "pair") as pair:
+                progress("measuring the limits (raw PyNaCl, SQLite, aiohttp)…")
+                await _measure_limits(limits, temp_dir, post_server, limit_rounds)
+                progress(f"sending {docs} documents end to end…")
+                docs_per_s = await pair.throughput(docs, body)
+                progress("measuring the limits again…")
+                await _measure_limits(limits, temp_dir, post_server, limit_rounds)
+        progress("building the seven-node federation for latency…")
+        latencies = await _county_latency(temp_dir / "federation", samples, body)
+    crypto, sqlite_rows, post = (statistics.median(limits[key])
+                                 for key in ("crypto", "sqlite", "post"))
+    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+    result: dict[str, object] = {
+        "docs": docs,
+        "body_bytes": BODY_BYTES,
+        "docs_per_s": round(docs_per_s, 1),
+        "crypto_ceiling_docs_per_s": round(crypto, 1),
+        "ratio_to_crypto": round(docs_per_s / crypto, 3),
+        "sqlite_batched_rows_per_s": round(sqlite_rows, 1),
+        "ratio_to_sqlite": round(docs_per_s / sqlite_rows, 3),
+        "aiohttp_post_docs_per_s": round(post, 1),
+        "ratio_to_aiohttp": round(docs_per_s / post, 3),
+        "latency_ms": {"p50": round(p50, 2), "p99": round(p99, 2),
+                       "min": round(min(latencies), 2), "max": round(max(latencies), 2),
+                       "samples": len(latencies), "from": COUNTY_FROM, "to": COUNTY_TO,
+                       "relays": 3},
+        "limit_rounds": 2 * limit_rounds,
+        "targets": {"docs_per_s": TARGET_DOCS_PER_S, "ratio_to_crypto": TARGET_RATIO_TO_CRYPTO,
+                    "latency_p50_ms": TARGET_P50_MS},
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    result["meets_targets"] = {
+        "docs_per_s": docs_per_s >= TARGET_DOCS_PER_S,
+        "ratio_to_crypto": docs_per_s / crypto >= TARGET_RATIO_TO_CRYPTO,
+        "latency_p50_ms": p50 <= TARGET_P50_MS,
+    }
+    return result
+
+
+def comparisons(result: dict[str, object]) -> list[Comparison]:
+    label = "documents end to end"
+    docs_per_s = float(result["docs_per_s"])
+    return [
+        Comparison(label, docs_per_s, "raw PyNaCl seal+sign+verify+open",
+                   float(result["crypto_ceiling_docs_per_s"]), TARGET_RATIO_TO_CRYPTO),
+        Comparison(label, docs_per_s, "raw SQLite batched insert (rows)",
+                   float(result["sqlite_batched_rows_per_s"])),
+        Comparison(label, docs_per_s, "raw aiohttp msgpack POST (items)",
+                   float(result["aiohttp_post_docs_per_s"])),
+    ]
+
+
+def summary_table(result: dict[str, object]) -> Table:
+    met = result["meets_targets"]
+    latency = result["latency_ms"]
+    verdict = {True: "ok", False: "MISSED"}
+    table = Table(title=f"county to county through {latency['relays']} relays, at rest "
+                        f"({latency['samples']} documents)")
+    for column in ("measure", "value", "target", ""):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row("documents/s end to end", f"{result['docs_per_s']:,.0f}",
+                  f"≥ {TARGET_DOCS_PER_S:,.0f}", verdict[met["docs_per_s"]])
+    table.add_row("latency p50", f"{latency['p50']:.1f} ms", f"≤ {TARGET_P50_MS:.0f} ms",
+                  verdict[met["latency_p50_ms"]])
+    table.add_row("latency p99", f"{latency['p99']:.1f} ms", "", "")
+    return table
+
+
+# --- the limits -------------------------------------------------------------------------
+
+async def _measure_limits(limits: dict[str, list[float]], temp_dir: Path,
+                          post_server: "_PostServer", rounds: int) -> None:
+    for _ in range(rounds):
+        limits["crypto"].append(crypto_ceiling(0.2))
+        limits["sqlite"].append(sqlite_batched_rows_per_s(temp_dir, 0.25))
+        limits["post"].append(await post_server.items_per_s(0.4))
+
+
+def crypto_ceiling(seconds: float) -> float:
+    """Documents per second through raw seal + sign + verify + open of a 4 KiB body."""
+    body = os.urandom(BODY_BYTES)
+    recipient = nacl.public.PrivateKey.generate()
+    sealer, opener = nacl.public.SealedBox(recipient.public_key), nacl.public.SealedBox(recipient)
+    signing_key = nacl.signing.SigningKey.generate()
+    verify_key = signing_key.verify_key
+
+    def one_document() -> bytes:
+        signed = signing_key.sign(sealer.encrypt(body))
+        return opener.decrypt(verify_key.verify(signed))
+
+    return rate(one_document, seconds)
+
+
+def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
+    """4 KiB rows inserted in transactions of 256, WAL, synchronous=FULL."""
+    path = temp_dir / "raw-sqlite.db"
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE rows (id BLOB PRIMARY KEY, data BLOB NOT NULL) "
+                           "WITHOUT ROWID")
+        payload = os.urandom(BODY_BYTES)
+
+        def one_batch() -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO rows VALUES (?, ?)",
+                                   [(os.urandom(16), payload) for _ in range(BATCH_ITEMS)])
+            connection.execute("COMMIT")
+
+        return rate(one_batch, seconds) * BATCH_ITEMS
+    finally:
+        connection.close()
+
+
+class _PostServer:
+    """The trivial aiohttp server of the raw POST limit, in its own process."""
+
+    async def __aenter__(self) -> "_PostServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node.bench.delivery", "post-server"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=_REPO, env=_child_env())
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 30)
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise BenchError(f"the raw aiohttp server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line)}/post"
+        self.session = aiohttp.ClientSession()
+        self.items = [os.urandom(BODY_BYTES) for _ in range(BATCH_ITEMS)]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.session.close()
+        _terminate(self.process)
+
+    async def items_per_s(self, seconds: float) -> float:
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds or count == 0:
+            body = msgpack.packb({"from": SENDER, "frames": self.items}, use_bin_type=True)
+            async with self.session.post(self.url, data=body,
+                                         headers={"Content-Type": "application/msgpack"}) as reply:
+                answer = msgpack.unpackb(await reply.read())
+            count += len(answer["accepted"])
+        return count / (time.perf_counter() - started)
+
+
+async def _post_server_main() -> None:
+    async def receive(request: web.Request) -> web.Response:
+        batch = msgpack.unpackb(await request.read())
+        accepted = [item[:16] for item in batch["frames"]]
+        return web.Response(body=msgpack.packb({"accepted": accepted, "rejected": []}),
+                            content_type="application/msgpack")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/post", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.Event().wait()  # until the bench terminates this process
+
+
+# --- throughput between two nodes -------------------------------------------------------
+
+class _NodePair:
+    """The root in this process (sender), its enrolled child in a subprocess (receiver)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __aenter__(self) -> "_NodePair":
+        root_dir, child_dir = self.path / SENDER, self.path / RECEIVER
+        await operations.init_root(root_dir, _new_node(SENDER, FEDERATION[0][1]))
+        self.sender = Node(root_dir, discovery=False)
+        await self.sender.start()
+        self.process: subprocess.Popen | None = None
+        try:
+            await operations.init_child(child_dir, replace(
+                _new_node(RECEIVER, FEDERATION[1][1]), parent_url=self.sender.urls[0],
+                trust_anchor=self.sender.keys.fingerprint))
+            await operations.approve_request(root_dir, RECEIVER)
+            self.log_path = self.path / "receiver.log"
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "node.cli", "run", "--data", str(child_dir),
+                     "--no-discovery"], stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, cwd=_REPO, env=_child_env())
+            await _wait_for(self._receiver_reachable, 60, "the receiving node to enroll and "
+                            "announce its endpoint", self._receiver_log)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.process is not None:
+            _terminate(self.process)
+        await self.sender.stop()
+
+    def _receiver_reachable(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchError(f"the receiving node exited ({self.process.returncode})"
+                             f"{self._receiver_log()}")
+        directory, now = self.sender.directory, _now_ms()
+        return directory.endpoint(RECEIVER) is not None and \
+            directory.is_valid_member(RECEIVER, now)
+
+    def _receiver_log(self) -> str:
+        try:
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+        except OSError:
+            return ""
+        return f"; its log ends with:\n{tail}" if tail else ""
+
+    async def throughput(self, docs: int, body: str) -> float:
+        sender = self.sender
+        receipts = _Arrivals(sender)
+        try:
+            await self._send(min(WARMUP_DOCS, docs), body, receipts, "warm-up")
+            started = time.perf_counter()
+            elapsed = await self._send(docs, body, receipts, "measured run") - started
+        finally:
+            receipts.close()
+        return docs / elapsed
+
+    async def _send(self, docs: int, body: str, receipts: "_Arrivals", what: str) -> float:
+        """Queue ``docs`` documents, wait for all their receipts; return the clock at the end."""
+        sender = self.sender
+        expected = receipts.count + docs
+        done = receipts.when(expected)
+        for start in range(0, docs, SEND_CHUNK):
+            drafts = [_draft(sender, RECEIVER, body, start + i)
+                      for i in range(min(SEND_CHUNK, docs - start))]
+            await send_documents(sender.context, drafts)
+        deadline = 30 + docs / 50
+        try:
+            await asyncio.wait_for(asyncio.shield(done), deadline)
+        except asyncio.TimeoutError:
+            raise BenchError(f"{what}: {receipts.count - (expected - docs)} of {docs} "
+                             f"delivered receipts after {deadline:.0f} s"
+                             f"{self._receiver_log()}") from None
+        finished = receipts.finished_at
+        async with sender.db.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") as c:
+            (pending,) = await c.fetchone()
+        if pending:
+            raise BenchError(f"{what}: {pending} documents still without a delivered receipt")
+        return finished
+
+
+class _Arrivals:
+    """Counts frames delivered to ``node`` (documents or receipts), at the commit storing them."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.count = 0
+        self.finished_at = 0.0
+        self._waiting: list[tuple[int, asyncio.Future]] = []
+        self._original = node.inbound.receive
+        node.inbound.receive = self._receive  # the transfer route looks it up per request
+
+    async def _receive(self, batch: list[bytes]) -> TransferResult:
+        result = await self._original(batch)
+        if result.delivered_here:
+            self.count += result.delivered_here
+            now = time.perf_counter()
+            for expected, future in self._waiting:
+                if self.count >= expected and not future.done():
+                    self.finished_at = now
+                    future.set_result(now)
+        return result
+
+    def when(self, expected: int) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((expected, future))
+        return future
+
+    def close(self) -> None:
+        self.node.inbound.receive = self._original
+
+
+# --- county-to-county latency -------------------------------------------------------------
+
+async def _county_latency(path: Path, samples: int, body: str) -> list[float]:
+    nodes: dict[str, Node] = {}
+    try:
+        for node_id, name in FEDERATION:
+            data_dir = path / node_id
+            if "." not in node_id:
+                await operations.init_root(data_dir, _new_node(node_id, name))
+            else:
+                parent = nodes[node_id.rsplit(".", 1)[0]]
+                await operations.init_child(data_dir, replace(
+                    _new_node(node_id, name), parent_url=parent.urls[0],
+                    trust_anchor=nodes["gd"].keys.fingerprint))
+                await operations.approve_request(parent.data.path, node_id)
+            node = nodes[node_id] = Node(data_dir, discovery=False)
+            await node.start()
+            await _wait_for(lambda: node.enrolled, 30, f"{node_id} to enroll")
+        await _wait_for(lambda: _converged(nodes), 60, "the federation to converge")
+        for node in nodes.values():  # at rest: no gossip during the samples
+            node.gossip.settings = replace(node.gossip.settings, interval_ms=QUIET_GOSSIP_MS)
+        sender, recipient = nodes[COUNTY_FROM], nodes[COUNTY_TO]
+        stored = _Arrivals(recipient)
+        receipts = _Arrivals(sender)
+        latencies = []
+        try:
+            for number in range(samples + 1):
+                arrived, receipted = stored.when(stored.count + 1), receipts.when(receipts.count + 1)
+                started = time.perf_counter()
+                await send_document(sender.context, _draft(sender, COUNTY_TO, body, number))
+                await asyncio.wait_for(asyncio.shield(arrived), 30)
+                if number:  # the first document opens the connections: not a sample
+                    latencies.append((arrived.result() - started) * 1000)
+                await asyncio.wait_for(asyncio.shield(receipted), 30)
+        finally:
+            stored.close()
+            receipts.close()
+        return latencies
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes.values()), return_exceptions=True)
+
+
+def _converged(nodes: dict[str, Node]) -> bool:
+    roots = {node.directory.digest.root for node in nodes.values()}
+    return len(roots) == 1 and all(node.directory.endpoint(other) is not None
+                                   for node in nodes.values() for other in nodes)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _new_node(node_id: str, name: str) -> NewNode:
+    return NewNode(node_id=node_id, name=name, host="127.0.0.1", port=0, discovery=False,
+                   gossip_interval_ms=FAST_GOSSIP_MS, status_interval_ms=QUIET_STATUS_MS)
+
+
+def _body_text() -> str:
+    """4 KiB (UTF-8) of Chinese text that does not compress to nothing, the same every run."""
+    rng = random.Random(9704)
+    text = "".join(rng.choices("关于做好防汛防风工作的紧急通知各地级以上市人民政府办公厅", k=BODY_BYTES // 3))
+    return text + "." * (BODY_BYTES - len(text.encode()))
+
+
+def _draft(sender: Node, recipient: str, body: str, number: int) -> Document:
+    return Document(doc_id=new_message_id(), title=f"基准测试公文 第{number + 1}号", kind="通知",
+                    issuer=sender.config.name, issuer_id=sender.id, main_recipients=(recipient,),
+                    body=body)
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float, what: str,
+                    detail: Callable[[], str] = lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}{detail()}")
+        await asyncio.sleep(0.02)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["post-server"]:
+    asyncio.run(_post_server_main())

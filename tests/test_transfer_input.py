@@ -1,0 +1,663 @@
+"""Bad input to ``POST /v1/transfer`` is refused with a clear code and stores nothing.
+
+Acceptance for the delivery issue: forged origin, replayed frame, frame for a node that
+is neither this one nor on its route, receipt for a transition the table forbids,
+document that does not open, oversized attachment, malformed transfer body.
+
+One small federation (root ``gd``; cities ``gd.chaozhou`` and ``gd.shantou``; county
+``gd.chaozhou.raoping``), built through the ``govnode`` commands, serves the module.
+Frames are crafted here with ``protocol.frames`` and the nodes' real keys (or
+strangers' keys) and posted with real HTTP. A refused frame is named in the answer's
+``rejected`` list with its code (HTTP 200); a transfer body that cannot be read at all
+is a 4xx. Around every refusal the target's document tables are read through a
+separate read-only SQLite connection, once every outbox in the federation is empty
+(nothing in flight), and must be exactly the same afterwards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from federation import Federation, govnode, wait_until
+from node import actions
+from node.app import Node
+from node.clock import now_ms
+from node.http_api import MAX_TRANSFER_BYTES
+from node.inbound import MAX_CLOCK_SKEW_MS, REPLAY_WINDOW_MS
+from node.sending import AttachmentFile, attach, send_document
+from protocol import frames, sealing
+from protocol.documents import CONTENT_LIMITS, Document, encode_content
+from protocol.errors import InvalidDocument
+from protocol.keys import NodeKeys
+from protocol.messages import DocumentBody, PingBody, ReceiptBody
+from protocol.signing import encode_envelope
+from protocol.wire import pack, unpack
+from protocol.workflow import Action
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ROOT, CHAOZHOU, SHANTOU, RAOPING = "gd", "gd.chaozhou", "gd.shantou", "gd.chaozhou.raoping"
+DOCUMENT_TABLES = ("documents", "attachments", "deliveries", "inbound", "receipts", "outbox",
+                   "seen")
+MSGPACK_HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+DAY_MS = 24 * 3600 * 1000
+
+
+# --- the federation ----------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
+    federation = Federation(tmp_path_factory.mktemp("transfer-input"))
+    await federation.create_root(ROOT)
+    await federation.enroll(CHAOZHOU, "潮州市人民政府办公室")
+    await federation.enroll(SHANTOU, "汕头市人民政府办公室")
+    await federation.enroll(RAOPING, "饶平县人民政府办公室")
+    await federation.wait_converged()
+    yield federation
+    await federation.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+# --- observing a node from outside ----------------------------------------------------
+
+
+def _read(node: Node, query: str) -> list[tuple]:
+    connection = sqlite3.connect(f"file:{node.data.database_file}?mode=ro", uri=True)
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+def snapshot(node: Node) -> dict[str, list[tuple]]:
+    """Every row of the tables that hold documents and their delivery, read-only."""
+    return {table: _read(node, f"SELECT * FROM {table} ORDER BY 1, 2")
+            for table in DOCUMENT_TABLES}
+
+
+def counts(node: Node) -> dict[str, int]:
+    return {table: len(rows) for table, rows in snapshot(node).items()}
+
+
+async def quiet(federation: Federation) -> None:
+    """Nothing in flight: every outbox is empty (a frame leaves its sender's outbox
+    only after the next hop has committed it, so nothing can still land anywhere)."""
+    await wait_until(lambda: all(not _read(node, "SELECT 1 FROM outbox LIMIT 1")
+                                 for node in federation.nodes.values()),
+                     what="every outbox to drain")
+
+
+@asynccontextmanager
+async def stores_nothing(federation: Federation, node: Node) -> AsyncIterator[None]:
+    await quiet(federation)
+    before = snapshot(node)
+    yield
+    assert snapshot(node) == before, f"refused input changed what {node.id} stores"
+
+
+# --- talking to /v1/transfer -------------------------------------------------------------
+
+
+async def post(http: aiohttp.ClientSession, node: Node, body: Any,
+               headers: dict[str, str] = MSGPACK_HEADERS) -> tuple[int, dict]:
+    async with http.post(node.urls[0] + "/v1/transfer", data=body, headers=headers) as response:
+        return response.status, unpack(await response.read())
+
+
+async def transfer(http: aiohttp.ClientSession, node: Node, batch: list[bytes],
+                   sender: str = CHAOZHOU) -> dict:
+    status, answer = await post(http, node, pack({"from": sender, "frames": batch}))
+    assert status == 200, answer
+    assert set(answer) == {"accepted", "rejected", "deferred"}, answer
+    return answer
+
+
+def assert_refused(answer: dict, message_id: bytes, code: str, *, kind: str = "rejected") -> str:
+    """Exactly this frame refused (or, with kind="deferred", kept back) with ``code``;
+    returns the detail."""
+    assert answer["accepted"] == (), answer
+    other = "deferred" if kind == "rejected" else "rejected"
+    assert answer[other] == (), answer
+    ((refused_id, refused_code, detail),) = answer[kind]
+    assert (refused_id, refused_code) == (message_id, code), answer
+    assert isinstance(detail, str) and detail.strip()
+    return detail
+
+
+def assert_body_refused(status: int, answer: dict, code: str) -> None:
+    assert set(answer) == {"error", "detail"}, answer
+    assert answer["error"] == code, answer
+    assert status == (413 if code == "too_large" else 400), (status, answer)
+    assert isinstance(answer["detail"], str) and answer["detail"].strip()
+
+
+# --- crafting frames ------------------------------------------------------------------------
+
+
+def frame(body, *, origin: str, destination: str, keys: NodeKeys,
+          created_at: int | None = None) -> tuple[bytes, bytes]:
+    """(message id, signed frame bytes)."""
+    message_id = frames.new_message_id()
+    made = frames.make_frame(body, origin=origin, destination=destination,
+                             created_at=now_ms() if created_at is None else created_at,
+                             message_id=message_id)
+    return message_id, frames.encode_frame(made, keys)
+
+
+def draft(issuer_id: str, to: list[str], **fields: Any) -> Document:
+    values = dict(doc_id=frames.new_message_id(), title="关于开展汛前安全检查的通知", kind="通知",
+                  issuer="测试发文机关", issuer_id=issuer_id, main_recipients=tuple(to),
+                  doc_number="潮府办〔2026〕3号", body="请各单位于五月底前完成检查。",
+                  created_at=now_ms())
+    values.update(fields)
+    return Document(**values)
+
+
+def document_frame(sender: Node, recipient: Node, *, content: bytes | None = None,
+                   box_key: bytes | None = None, created_at: int | None = None,
+                   **fields: Any) -> tuple[bytes, bytes]:
+    """A document frame from ``sender`` to ``recipient``, sealed to its key by default."""
+    if content is None:
+        content = encode_content(draft(sender.id, [recipient.id], **fields), {})
+    sealed = sealing.seal(content, box_key or recipient.keys.public.box_key)
+    return frame(DocumentBody(sealed), origin=sender.id, destination=recipient.id,
+                 keys=sender.keys, created_at=created_at)
+
+
+def receipt_frame(sender: Node, recipient: Node, document_id: bytes, seq: int, step: str,
+                  detail: str = "") -> tuple[bytes, bytes]:
+    body = ReceiptBody(document_id=document_id, seq=seq, step=step, actor="王科长",
+                       at=now_ms(), detail=detail)
+    return frame(body, origin=sender.id, destination=recipient.id, keys=sender.keys)
+
+
+def edited_content(**changes: Any) -> bytes:
+    """A valid content map, re-packed with ``changes`` (so it skips the sender's checks)."""
+    content = unpack(encode_content(draft(ROOT, [CHAOZHOU]), {}), CONTENT_LIMITS)
+    return pack({**content, **changes})
+
+
+async def delivery_row(node: Node, message_id: bytes) -> tuple[str, int]:
+    row = await node.context.documents.delivery(message_id)
+    return row.state, row.last_seq
+
+
+async def delivered_document(federation: Federation) -> bytes:
+    """A real document sent by gd to gd.chaozhou, its ``delivered`` receipt back at gd;
+    returns the message id of gd's delivery (what receipts name)."""
+    root = federation.nodes[ROOT]
+    sent = await send_document(root.context, draft(ROOT, [CHAOZHOU]))
+    ((_, message_id),) = sent.deliveries
+
+    async def delivered() -> bool:
+        return await delivery_row(root, message_id) == ("delivered", 1)
+
+    await wait_until(delivered, what="the delivered receipt back at gd")
+    await quiet(federation)
+    return message_id
+
+
+# --- forged origin ------------------------------------------------------------------------
+
+
+async def test_a_frame_claiming_another_members_origin_is_bad_signature(federation, http):
+    chaozhou, shantou, root = (federation.nodes[n] for n in (CHAOZHOU, SHANTOU, ROOT))
+    # Claims gd.shantou, signed with gd.chaozhou's real key.
+    content = encode_content(draft(SHANTOU, [ROOT]), {})
+    message_id, data = frame(DocumentBody(sealing.seal(content, root.keys.public.box_key)),
+                             origin=SHANTOU, destination=ROOT, keys=chaozhou.keys)
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "bad_signature")
+    # A stranger's key claiming the root itself, posted to a city.
+    message_id, data = document_frame(root, chaozhou)
+    forged = frames.encode_frame(frames.parse_frame(data).frame, NodeKeys.generate())
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [forged]), message_id, "bad_signature")
+    assert shantou.enrolled  # the impersonated origin is a real, valid member
+
+
+async def test_a_frame_altered_after_signing_is_bad_signature(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = document_frame(root, chaozhou)
+    signed = frames.parse_frame(data)
+    wire = {**signed.frame.to_wire(), "at": signed.frame.created_at + 1}
+    altered = encode_envelope(pack(wire), signed.signature)  # the old signature, new bytes
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [altered]), message_id, "bad_signature")
+
+
+@pytest.mark.parametrize("origin", ["gd.huizhou", "gd.chaozhou.chaoan"])
+async def test_a_frame_from_a_non_member_is_unknown_origin(federation, http, origin):
+    """Deferred, not dropped: the origin's certificate may still be on its way by gossip;
+    the sender keeps the frame and nothing is stored here."""
+    chaozhou = federation.nodes[CHAOZHOU]
+    content = encode_content(draft(origin, [CHAOZHOU]), {})
+    message_id, data = frame(DocumentBody(sealing.seal(content, chaozhou.keys.public.box_key)),
+                             origin=origin, destination=CHAOZHOU, keys=NodeKeys.generate())
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [data], sender=origin), message_id,
+                       "unknown_origin", kind="deferred")
+
+
+# --- replayed frames ------------------------------------------------------------------------
+
+
+async def test_the_same_frame_twice_is_accepted_twice_and_stored_once(federation, http):
+    chaozhou, shantou = federation.nodes[CHAOZHOU], federation.nodes[SHANTOU]
+    await quiet(federation)
+    before = counts(shantou)
+    message_id, data = document_frame(chaozhou, shantou)
+    answer = await transfer(http, shantou, [data])
+    assert answer == {"accepted": (message_id,), "rejected": (), "deferred": ()}
+    after = counts(shantou)
+    # document, its inbound row, its delivered receipt (recorded and queued), the seen id
+    assert {t: after[t] - before[t] for t in DOCUMENT_TABLES} == {
+        "documents": 1, "attachments": 0, "deliveries": 0, "inbound": 1, "receipts": 1,
+        "outbox": 1, "seen": 1}
+    async with stores_nothing(federation, shantou):  # the receipt has left; now again:
+        assert await transfer(http, shantou, [data]) == {"accepted": (message_id,),
+                                                         "rejected": (), "deferred": ()}
+        assert await transfer(http, shantou, [data, data]) == {
+            "accepted": (message_id, message_id), "rejected": (), "deferred": ()}
+
+
+async def test_a_fresh_frame_twice_in_one_batch_is_stored_once(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    await quiet(federation)
+    before = counts(chaozhou)
+    message_id, data = document_frame(root, chaozhou)
+    answer = await transfer(http, chaozhou, [data, data], sender=ROOT)
+    assert answer == {"accepted": (message_id, message_id), "rejected": (), "deferred": ()}
+    after = counts(chaozhou)
+    assert (after["documents"] - before["documents"], after["inbound"] - before["inbound"],
+            after["seen"] - before["seen"]) == (1, 1, 1)
+
+
+async def test_a_relayed_frame_replayed_to_the_relay_is_forwarded_once(federation, http):
+    root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
+    message_id, data = document_frame(chaozhou, shantou)
+    assert await transfer(http, root, [data]) == {"accepted": (message_id,), "rejected": (), "deferred": ()}
+    await wait_until(lambda: bool(_read(shantou, "SELECT 1 FROM inbound WHERE message_id = "
+                                                 f"x'{message_id.hex()}'")),
+                     what="the relayed frame at gd.shantou")
+    async with stores_nothing(federation, root), stores_nothing(federation, shantou):
+        assert await transfer(http, root, [data]) == {"accepted": (message_id,), "rejected": (), "deferred": ()}
+        await quiet(federation)  # had it been queued again, it would be delivered by now
+
+
+async def test_a_frame_older_than_the_replay_window_is_replay(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = document_frame(root, chaozhou,
+                                      created_at=now_ms() - REPLAY_WINDOW_MS - DAY_MS)
+    async with stores_nothing(federation, chaozhou):
+        detail = assert_refused(await transfer(http, chaozhou, [data], sender=ROOT),
+                                message_id, "replay")
+    assert "replay window" in detail
+
+
+async def test_a_frame_from_the_future_is_malformed(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = document_frame(root, chaozhou,
+                                      created_at=now_ms() + MAX_CLOCK_SKEW_MS + 60_000)
+    async with stores_nothing(federation, chaozhou):
+        detail = assert_refused(await transfer(http, chaozhou, [data], sender=ROOT),
+                                message_id, "malformed")
+    assert "future" in detail
+
+
+# --- not on the route ------------------------------------------------------------------------
+
+NOT_ON_ROUTE = [
+    # (origin, destination, posted to)
+    (CHAOZHOU, RAOPING, SHANTOU),  # another city's county
+    (ROOT, "gd.shantou.nanao", CHAOZHOU),  # below another city
+    (CHAOZHOU, RAOPING, ROOT),  # the origin's parent: not on the way down
+    (RAOPING, ROOT, SHANTOU),  # a city beside the route up
+    (SHANTOU, ROOT, SHANTOU),  # a frame the target itself sent, back at it
+]
+
+
+@pytest.mark.parametrize("origin, destination, target", NOT_ON_ROUTE)
+async def test_a_frame_whose_route_does_not_pass_here_is_not_addressed_here(
+        federation, http, origin, destination, target):
+    sender, node = federation.nodes[origin], federation.nodes[target]
+    sealed = sealing.seal(b"for the destination only", NodeKeys.generate().public.box_key)
+    message_id, data = frame(DocumentBody(sealed), origin=origin, destination=destination,
+                             keys=sender.keys)
+    async with stores_nothing(federation, node):
+        assert_refused(await transfer(http, node, [data], sender=origin), message_id,
+                       "not_addressed_here")
+
+
+async def test_a_frame_on_its_route_is_relayed_and_arrives(federation, http):
+    """The control for the refusals above: a relay on the route takes the frame."""
+    raoping, root, shantou = (federation.nodes[n] for n in (RAOPING, ROOT, SHANTOU))
+    message_id, data = document_frame(raoping, shantou)
+    assert await transfer(http, root, [data], sender=RAOPING) == {"accepted": (message_id,),
+                                                                  "rejected": (), "deferred": ()}
+    await wait_until(lambda: bool(_read(shantou, "SELECT 1 FROM inbound WHERE message_id = "
+                                                 f"x'{message_id.hex()}'")),
+                     what="the frame relayed to gd.shantou")
+
+
+async def test_a_frame_type_that_transfer_does_not_carry_is_refused_at_a_relay(federation, http):
+    chaozhou, root = federation.nodes[CHAOZHOU], federation.nodes[ROOT]
+    message_id, data = frame(PingBody(), origin=CHAOZHOU, destination=SHANTOU,
+                             keys=chaozhou.keys)
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "malformed")
+    message_id, data = frame(PingBody(), origin=CHAOZHOU, destination=ROOT, keys=chaozhou.keys)
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "malformed")
+
+
+# --- receipts the table forbids ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["completed", "assigned", "instructed", "delivered", "approved"])
+async def test_a_receipt_for_a_step_not_allowed_from_delivered_is_illegal_transition(
+        federation, http, step):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    delivery_id = await delivered_document(federation)
+    message_id, data = receipt_frame(chaozhou, root, delivery_id, 2, step)
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "illegal_transition")
+    assert await delivery_row(root, delivery_id) == ("delivered", 1)
+
+
+async def test_a_return_receipt_without_a_reason_is_illegal_transition(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    delivery_id = await delivered_document(federation)
+    message_id, data = receipt_frame(chaozhou, root, delivery_id, 2, "returned", detail=" ")
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "illegal_transition")
+
+
+async def test_a_receipt_from_another_node_than_the_recipient_is_not_permitted(federation, http):
+    root, shantou = federation.nodes[ROOT], federation.nodes[SHANTOU]
+    delivery_id = await delivered_document(federation)
+    message_id, data = receipt_frame(shantou, root, delivery_id, 2, "signed_for")
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data], sender=SHANTOU), message_id,
+                       "not_permitted")
+    assert await delivery_row(root, delivery_id) == ("delivered", 1)
+
+
+async def test_a_receipt_for_a_document_never_sent_is_illegal_transition(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = receipt_frame(chaozhou, root, frames.new_message_id(), 1, "delivered")
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "illegal_transition")
+
+
+async def test_an_early_receipt_waits_for_the_missing_one_then_both_apply(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    delivery_id = await delivered_document(federation)
+    third_id, third = receipt_frame(chaozhou, root, delivery_id, 3, "assigned")
+    assert await transfer(http, root, [third]) == {"accepted": (third_id,), "rejected": (), "deferred": ()}
+    assert await delivery_row(root, delivery_id) == ("delivered", 1)
+    assert [(seq, step, applied) for seq, step, applied in _read(
+        root, f"SELECT seq, step, applied FROM receipts WHERE message_id = "
+              f"x'{delivery_id.hex()}' ORDER BY seq")] == [(1, "delivered", 1), (3, "assigned", 0)]
+    second_id, second = receipt_frame(chaozhou, root, delivery_id, 2, "signed_for")
+    assert await transfer(http, root, [second]) == {"accepted": (second_id,), "rejected": (), "deferred": ()}
+    assert await delivery_row(root, delivery_id) == ("assigned", 3)
+    assert [(seq, step, applied) for seq, step, applied in _read(
+        root, f"SELECT seq, step, applied FROM receipts WHERE message_id = "
+              f"x'{delivery_id.hex()}' ORDER BY seq")] == [
+        (1, "delivered", 1), (2, "signed_for", 1), (3, "assigned", 1)]
+    # Another frame repeating an applied step is a harmless duplicate.
+    again_id, again = receipt_frame(chaozhou, root, delivery_id, 2, "signed_for")
+    await quiet(federation)
+    before = snapshot(root)
+    assert await transfer(http, root, [again]) == {"accepted": (again_id,), "rejected": (), "deferred": ()}
+    after = snapshot(root)
+    assert {t: rows for t, rows in after.items() if t != "seen"} == \
+        {t: rows for t, rows in before.items() if t != "seen"}
+    assert len(after["seen"]) == len(before["seen"]) + 1  # only its id is remembered
+
+
+async def test_an_early_receipt_the_table_forbids_is_dropped_when_its_turn_comes(
+        federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    delivery_id = await delivered_document(federation)
+    third_id, third = receipt_frame(chaozhou, root, delivery_id, 3, "completed")
+    second_id, second = receipt_frame(chaozhou, root, delivery_id, 2, "signed_for")
+    for message_id, data in ((third_id, third), (second_id, second)):
+        assert await transfer(http, root, [data]) == {"accepted": (message_id,), "rejected": (), "deferred": ()}
+    assert await delivery_row(root, delivery_id) == ("signed_for", 2)
+    steps = f"SELECT seq, step FROM receipts WHERE message_id = x'{delivery_id.hex()}' ORDER BY seq"
+    assert _read(root, steps) == [(1, "delivered"), (2, "signed_for")]
+    # The gap is open again: a legal third step applies.
+    fixed_id, fixed = receipt_frame(chaozhou, root, delivery_id, 3, "assigned")
+    assert await transfer(http, root, [fixed]) == {"accepted": (fixed_id,), "rejected": (), "deferred": ()}
+    assert await delivery_row(root, delivery_id) == ("assigned", 3)
+
+
+async def test_a_real_return_with_its_reason_reaches_the_sender(federation):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    sent = await send_document(root.context, draft(ROOT, [CHAOZHOU]))
+    ((_, delivery_id),) = sent.deliveries
+
+    async def state_is(expected: str) -> bool:
+        return (await delivery_row(root, delivery_id))[0] == expected
+
+    await wait_until(lambda: state_is("delivered"), what="delivery")
+    await actions.act(chaozhou.context, sent.document.doc_id, Action.RETURN, actor="李明",
+                      detail="请补充附件后重新报送")
+    await wait_until(lambda: state_is("returned"), what="the returned receipt applied at gd")
+
+
+# --- documents that do not open ----------------------------------------------------------------
+
+
+async def test_a_document_sealed_to_another_key_is_cannot_decrypt(federation, http):
+    root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
+    for box_key in (shantou.keys.public.box_key, NodeKeys.generate().public.box_key):
+        message_id, data = document_frame(root, chaozhou, box_key=box_key)
+        async with stores_nothing(federation, chaozhou):
+            assert_refused(await transfer(http, chaozhou, [data], sender=ROOT), message_id,
+                           "cannot_decrypt")
+
+
+async def test_a_sealed_box_shorter_than_its_overhead_is_cannot_decrypt(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = frame(DocumentBody(b"\x00" * 20), origin=ROOT, destination=CHAOZHOU,
+                             keys=root.keys)
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [data], sender=ROOT), message_id,
+                       "cannot_decrypt")
+
+
+BAD_CONTENT = [
+    pytest.param(b"\xc1 not msgpack", "malformed", id="not-msgpack"),
+    pytest.param(pack([1, 2, 3]), "malformed", id="not-a-map"),
+    pytest.param(pack({"v": 1, "ti": "标题"}), "malformed", id="missing-fields"),
+    pytest.param(edited_content(extra="x"), "malformed", id="unknown-field"),
+    pytest.param(edited_content(ti=7), "malformed", id="title-not-a-string"),
+    pytest.param(edited_content(ti="  "), "invalid_document", id="empty-title"),
+    pytest.param(edited_content(k="便条"), "invalid_document", id="unknown-kind"),
+    pytest.param(edited_content(cl="绝密"), "invalid_document", id="top-secret"),
+    pytest.param(edited_content(v=2), "unsupported_version", id="content-version-2"),
+    pytest.param(edited_content(att=[{"n": "a.txt", "mt": "text/plain", "h": b"\x00" * 32,
+                                      "sz": 3, "d": b"abc"}]),
+                 "invalid_document", id="attachment-hash-mismatch"),
+]
+
+
+@pytest.mark.parametrize("content, code", BAD_CONTENT)
+async def test_sealed_content_that_is_not_a_valid_document_is_refused(
+        federation, http, content, code):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    message_id, data = document_frame(root, chaozhou, content=content)
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [data], sender=ROOT), message_id, code)
+
+
+async def test_a_document_issued_by_another_node_than_the_frames_origin_is_malformed(
+        federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    content = encode_content(draft(SHANTOU, [CHAOZHOU]), {})
+    message_id, data = document_frame(root, chaozhou, content=content)
+    async with stores_nothing(federation, chaozhou):
+        detail = assert_refused(await transfer(http, chaozhou, [data], sender=ROOT),
+                                message_id, "malformed")
+    assert SHANTOU in detail and ROOT in detail
+
+
+async def test_a_document_that_does_not_list_this_node_is_not_addressed_here(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    content = encode_content(draft(ROOT, [SHANTOU], cc_recipients=(RAOPING,)), {})
+    message_id, data = document_frame(root, chaozhou, content=content)
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [data], sender=ROOT), message_id,
+                       "not_addressed_here")
+
+
+async def test_one_bad_frame_does_not_spoil_a_good_one_in_the_same_batch(federation, http):
+    root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
+    bad_id, bad = document_frame(root, chaozhou, box_key=shantou.keys.public.box_key)
+    good_id, good = document_frame(root, chaozhou)
+    answer = await transfer(http, chaozhou, [bad, b"\x00garbage", good], sender=ROOT)
+    assert answer["accepted"] == (good_id,)
+    assert sorted((mid, code) for mid, code, _ in answer["rejected"]) == [
+        (b"", "malformed"), (bad_id, "cannot_decrypt")]
+    stored = {row[0] for row in _read(chaozhou, "SELECT message_id FROM inbound")}
+    assert good_id in stored and bad_id not in stored
+    assert not _read(chaozhou, f"SELECT 1 FROM seen WHERE message_id = x'{bad_id.hex()}'")
+
+
+# --- oversized attachments and transfers -----------------------------------------------------
+
+
+async def test_send_document_refuses_an_attachment_over_the_configured_limit(federation):
+    root = federation.nodes[ROOT]
+    limit = root.config.delivery["max_attachment_bytes"]
+    cases = [
+        [AttachmentFile("附件1.pdf", "application/pdf", b"\x00" * (limit + 1))],
+        [AttachmentFile("附件1.pdf", "application/pdf", b"\x01" * (limit // 2 + 1)),
+         AttachmentFile("附件2.pdf", "application/pdf", b"\x02" * (limit // 2 + 1))],
+    ]
+    for files in cases:
+        async with stores_nothing(federation, root):
+            with pytest.raises(InvalidDocument) as refused:
+                await send_document(root.context, draft(ROOT, [CHAOZHOU]), files,
+                                    max_attachment_bytes=limit)
+        assert str(limit) in refused.value.detail and "附件" in refused.value.detail
+
+
+async def test_a_received_attachment_over_the_configured_limit_is_refused(federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    limit = chaozhou.config.delivery["max_attachment_bytes"]
+    attachments, data = attach([AttachmentFile("附件1.pdf", "application/pdf",
+                                               b"\x00" * (limit + 1))])
+    content = encode_content(draft(ROOT, [CHAOZHOU], attachments=attachments), data)
+    message_id, data = document_frame(root, chaozhou, content=content)
+    async with stores_nothing(federation, chaozhou):
+        detail = assert_refused(await transfer(http, chaozhou, [data], sender=ROOT),
+                                message_id, "invalid_document")
+    assert str(limit) in detail
+
+
+async def test_a_transfer_body_over_the_limit_is_too_large(federation, http):
+    chaozhou = federation.nodes[CHAOZHOU]
+    body = pack({"from": ROOT, "frames": [b"\x00" * (MAX_TRANSFER_BYTES - 1024 + 1),
+                                          b"\x00" * 2048]})
+    assert len(body) > MAX_TRANSFER_BYTES
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 1 << 20):
+            yield body[start:start + (1 << 20)]
+
+    async with stores_nothing(federation, chaozhou):
+        assert_body_refused(*await post(http, chaozhou, body), "too_large")  # declared length
+        assert_body_refused(*await post(http, chaozhou, chunked()), "too_large")  # streamed
+
+
+async def test_a_frame_over_the_frame_size_limit_is_refused(federation, http):
+    chaozhou = federation.nodes[CHAOZHOU]
+    body = pack({"from": ROOT, "frames": [b"\x00" * (16 * 1024 * 1024 + 1)]})
+    assert len(body) < MAX_TRANSFER_BYTES
+    async with stores_nothing(federation, chaozhou):
+        status, answer = await post(http, chaozhou, body)
+    assert 400 <= status < 500 and answer["error"] in {"too_large", "malformed"}, answer
+
+
+# --- malformed transfer bodies ----------------------------------------------------------------
+
+
+def _valid_frame(federation: Federation) -> bytes:
+    return document_frame(federation.nodes[ROOT], federation.nodes[CHAOZHOU])[1]
+
+
+MALFORMED_BODIES = [
+    pytest.param(lambda f: b"", "malformed", id="empty"),
+    pytest.param(lambda f: b"\xc1\x00garbage", "malformed", id="garbage"),
+    pytest.param(lambda f: pack([ROOT, [_valid_frame(f)]]), "malformed", id="array-not-map"),
+    pytest.param(lambda f: pack({"from": ROOT, "frames": _valid_frame(f)}), "malformed",
+                 id="frames-not-an-array"),
+    pytest.param(lambda f: pack({"from": ROOT, "frames": [1, "two"]}), "malformed",
+                 id="frames-not-bytes"),
+    pytest.param(lambda f: pack({"from": ROOT, "frames": [_valid_frame(f), "text"]}),
+                 "malformed", id="one-item-not-bytes"),
+    pytest.param(lambda f: pack({"frames": [_valid_frame(f)]}), "malformed", id="missing-from"),
+    pytest.param(lambda f: pack({"from": ROOT}), "malformed", id="missing-frames"),
+    pytest.param(lambda f: pack({"from": 7, "frames": [_valid_frame(f)]}), "malformed",
+                 id="from-not-a-string"),
+    pytest.param(lambda f: pack({"from": ROOT, "frames": [_valid_frame(f)], "x": 1}),
+                 "malformed", id="unknown-field"),
+    pytest.param(lambda f: pack({"from": ROOT, "frames": [[_valid_frame(f)]]}), "malformed",
+                 id="nested-arrays"),
+    pytest.param(lambda f: pack({"from": "GD/../x", "frames": [_valid_frame(f)]}),
+                 "bad_node_id", id="from-not-a-node-id"),
+]
+
+
+@pytest.mark.parametrize("make_body, code", MALFORMED_BODIES)
+async def test_a_malformed_transfer_body_is_refused_whole(federation, http, make_body, code):
+    chaozhou = federation.nodes[CHAOZHOU]
+    body = make_body(federation)
+    async with stores_nothing(federation, chaozhou):
+        status, answer = await post(http, chaozhou, body)
+        assert_body_refused(status, answer, code)
+
+
+async def test_items_that_are_not_frames_are_refused_one_by_one(federation, http):
+    chaozhou = federation.nodes[CHAOZHOU]
+    batch = [b"", b"\x00", pack({"v": 1}), encode_envelope(b"\x80", b"\x00" * 64)]
+    async with stores_nothing(federation, chaozhou):
+        answer = await transfer(http, chaozhou, batch, sender=ROOT)
+    assert answer["accepted"] == ()
+    assert [(mid, code) for mid, code, _ in answer["rejected"]] == [(b"", "malformed")] * 4
+
+
+# --- revoked origin (last: it takes gd.chaozhou.raoping out of the federation) ----------------
+
+
+async def test_a_frame_from_a_revoked_node_is_revoked(federation, http):
+    root, chaozhou, raoping = (federation.nodes[n] for n in (ROOT, CHAOZHOU, RAOPING))
+    await govnode("revoke", RAOPING, "--reason", "机构撤并", "--data",
+                  str(federation.data_dir(CHAOZHOU)))
+    await wait_until(lambda: not root.directory.is_valid_member(RAOPING, now_ms())
+                     and not chaozhou.directory.is_valid_member(RAOPING, now_ms()),
+                     what="the revocation at gd and gd.chaozhou")
+    to_root_id, to_root = document_frame(raoping, root)  # direct delivery
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [to_root], sender=RAOPING), to_root_id,
+                       "revoked")
+    relayed_id, relayed = document_frame(raoping, federation.nodes[SHANTOU])  # via its city
+    async with stores_nothing(federation, chaozhou):
+        assert_refused(await transfer(http, chaozhou, [relayed], sender=RAOPING), relayed_id,
+                       "revoked")
