@@ -36,6 +36,7 @@ class NodeContext:
     outbox: OutboxStore = field(init=False)
     wake: Callable[[str], None] = lambda hop: None
     previous_keys: tuple[NodeKeys, ...] = ()  # kept after a re-key for documents in flight
+    _hops: dict[str, str] = field(init=False, repr=False, default_factory=dict)  # next_hop's
 
     def __post_init__(self) -> None:
         self.documents = DocumentStore(self.db)
@@ -52,8 +53,11 @@ class NodeContext:
         raise CannotDecrypt("sealed content does not open with this node's keys")
 
     def next_hop(self, destination: str) -> str:
-        hop = ids.next_hop(self.node_id, destination)
-        assert hop is not None, "a node never routes to itself"
+        hop = self._hops.get(destination)
+        if hop is None:  # routing is a pure function of the two ids: computed once each
+            hop = ids.next_hop(self.node_id, destination)
+            assert hop is not None, "a node never routes to itself"
+            self._hops[destination] = hop
         return hop
 
     async def queue_frame(self, body: Body, destination: str) -> tuple[bytes, bytes]:

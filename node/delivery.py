@@ -5,12 +5,14 @@ per next hop takes the oldest frames (up to ``batch_frames`` and about ``batch_b
 POSTs them to ``/v1/transfer`` and deletes exactly those the neighbour acknowledged
 (accepted, or refused with a code, which is logged: a refused frame will never be
 accepted later). Frames the neighbour *deferred* (it cannot verify their origin yet:
-a certificate still on its way) stay queued for the next attempt. Up to ``transfers_in_flight`` batches (default 2) of one hop travel at
-once, each with other frames, so a busy neighbour finds the next batch waiting when it
-finishes one instead of idling while this node handles the acknowledgement; frames
-may therefore arrive out of order, which the receiver's dedupe and the receipts'
-sequence numbers already allow. When a transfer fails, the others finish first, then
-the worker backs off. A worker that fails backs off exponentially with full jitter, capped
+a certificate still on its way) stay queued for the next attempt.
+
+Up to ``transfers_in_flight`` batches (default 2) of one hop travel at once, each with
+other frames, so a busy neighbour finds the next batch waiting when it finishes one
+instead of idling while this node handles the acknowledgement; frames may therefore
+arrive out of order, which the receiver's dedupe and the receipts' sequence numbers
+already allow. When a transfer fails, the others in flight finish first, then the
+worker backs off, exponentially with full jitter, capped
 at ``max_backoff_ms`` (default 60 s), so that a neighbour down for a day is retried
 every minute, not once a day. Workers are independent: a hop that is down delays only
 its own queue. A neighbour seen alive (a gossip exchange, or a transfer from it) is
@@ -126,9 +128,10 @@ class Delivery:
                         await asyncio.wait(list(sending))
                         self._collect(hop, sending)
                     await self._back_off(hop, str(failure))
-        finally:
+        finally:  # stopping: end the transfers too, and let them unwind (roll back)
             for transfer in sending:
                 transfer.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
 
     async def _next_done(self, hop: str, sending: dict[asyncio.Task, set[bytes]],
                          wakeup: asyncio.Event) -> HopFailed | None:

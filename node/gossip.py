@@ -49,7 +49,7 @@ from node.metrics import NodeMetrics
 
 log = logging.getLogger("govnode.gossip")
 GOSSIP_PATH = "/v1/gossip"
-MAX_BUCKETS_PER_ROUND = 32
+MAX_BUCKETS_PER_ROUND = 128
 
 
 class PeerError(Exception):
@@ -187,7 +187,8 @@ class Gossip:
     async def _merge_records(self, encoded: Iterable[bytes], source: str) -> int:
         result = await self.accept_encoded(encoded)
         for key, refusal in result.rejected:
-            log.warning("record %s from %s refused: %s %s", key, source, refusal.code, refusal.detail)
+            log.log(logging.DEBUG if refusal.code == "unknown_origin" else logging.WARNING,
+                    "record %s from %s refused: %s %s", key, source, refusal.code, refusal.detail)
         return len(result.new)
 
     async def accept_encoded(self, encoded: Iterable[bytes]) -> AcceptResult:

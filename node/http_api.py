@@ -144,20 +144,26 @@ def _json_dumps(document: object) -> str:
 
 
 class ReplayGuard:
-    """Message ids seen inside the replay window; older frames are refused by age."""
+    """Message ids seen inside the replay window; older frames are refused by age.
+
+    Ids are remembered in arrival order, so forgetting the expired ones is a walk from
+    the oldest end that stops at the first one still inside the window.
+    """
 
     def __init__(self, window_ms: int = REPLAY_WINDOW_MS) -> None:
         self.window_ms = window_ms
-        self._seen: dict[bytes, int] = {}
+        self._seen: dict[bytes, int] = {}  # insertion order is arrival order
 
     def first_time(self, message_id: bytes, now: int) -> bool:
         if message_id in self._seen:
             return False
         self._seen[message_id] = now
-        if len(self._seen) > 4096:
-            self._forget_before(now - self.window_ms)
+        self._forget_before(now - self.window_ms)
         return True
 
     def _forget_before(self, cutoff: int) -> None:
-        self._seen = {mid: at for mid, at in self._seen.items() if at >= cutoff}
-
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if self._seen[oldest] >= cutoff:
+                return
+            del self._seen[oldest]

@@ -32,6 +32,7 @@ from node.store.directory_store import DirectoryStore
 
 log = logging.getLogger("govnode.directory")
 
+MAX_PARKED = 10_000
 _KIND_ORDER = {RecordKind.CERT: 0, RecordKind.REVOCATION: 1, RecordKind.ENDPOINT: 2,
                RecordKind.STATUS: 3}
 
@@ -58,9 +59,12 @@ class MemberDirectory:
         # each chain's signatures once instead of per frame matters (valid_certificate).
         self._valid: dict[str, tuple[Certificate, int, int]] = {}
         self._buckets = [0] * BUCKETS
+        self._bucket_keys: list[set[tuple[str, str]]] = [set() for _ in range(BUCKETS)]
         self._last_change = 0
         self._listeners: list[Callable[[list[Record]], None]] = []
         self._lock = asyncio.Lock()
+        self._parked: dict[tuple[str, str], Record] = {}
+        self._verified_links: set[bytes] = set()  # certificate signatures checked once
 
     # --- loading ---------------------------------------------------------------
 
@@ -108,8 +112,8 @@ class MemberDirectory:
         return [r for r in self._current.values() if r.kind is kind]
 
     def records_in_buckets(self, buckets: Iterable[int]) -> list[Record]:
-        wanted = set(buckets)
-        return [r for key, r in self._current.items() if bucket_of(*key) in wanted]
+        return [self._current[key] for bucket in set(buckets)
+                for key in self._bucket_keys[bucket]]
 
     def certificate(self, subject: str) -> Certificate | None:
         record = self.get(RecordKind.CERT, subject)
@@ -168,7 +172,7 @@ class MemberDirectory:
             return remembered[0]
         chain = self.chain_for(subject)
         leaf = validate_chain(chain, trust_anchor=self.trust_anchor, now_ms=now_ms,
-                              revocations=self.revocations())
+                              revocations=self.revocations(), verified=self._verified_links)
         self._valid[subject] = (leaf, max(link.not_before for link in chain),
                                 min(link.not_after for link in chain))
         return leaf
@@ -189,7 +193,25 @@ class MemberDirectory:
     async def accept(self, records: Iterable[Record], now_ms: int) -> AcceptResult:
         # One batch at a time: each batch merges against what the previous one left.
         async with self._lock:
-            return await self._accept(list(records), now_ms)
+            result = await self._accept(list(records), now_ms)
+            self._park(result, records)
+            if self._parked and any(r.kind is RecordKind.CERT for r in result.new):
+                parked, self._parked = self._parked, {}
+                retried = await self._accept(list(parked.values()), now_ms)
+                self._park(retried, parked.values())  # still waiting for a certificate
+                result.new.extend(retried.new)
+        if result.new:
+            self._notify(result.new)
+        return result
+
+    def _park(self, result: AcceptResult, records: Iterable[Record]) -> None:
+        """Keep records refused only because a certificate has not arrived yet (they
+        can come before it by gossip) and try them again when certificates arrive."""
+        by_key = {r.key: r for r in records}
+        for key, refusal in result.rejected:
+            if isinstance(refusal, UnknownOrigin) and key in by_key and \
+                    len(self._parked) < MAX_PARKED:
+                self._parked[key] = by_key[key]
 
     async def _accept(self, records: list[Record], now_ms: int) -> AcceptResult:
         result = AcceptResult()
@@ -217,8 +239,6 @@ class MemberDirectory:
         for record in staged.values():
             if self._put(record):
                 result.new.append(record)
-        if result.new:
-            self._notify(result.new)
         return result
 
     def _verify(self, record: Record, staged: dict[tuple[str, str], Record], now_ms: int) -> None:
@@ -226,7 +246,7 @@ class MemberDirectory:
             key[1]: r.content for key, r in staged.items() if r.kind is RecordKind.REVOCATION}}
         verify_record(record, chain_for=lambda subject: self.chain_for(subject, staged),
                       trust_anchor=self.trust_anchor, now_ms=now_ms,
-                      revocations=revocations.values())
+                      revocations=revocations.values(), verified=self._verified_links)
 
     def _put(self, record: Record) -> bool:
         previous = self._current.get(record.key)
@@ -236,6 +256,7 @@ class MemberDirectory:
         if previous is not None:
             self._buckets[bucket] ^= record_bucket_value(previous.hash)
         self._buckets[bucket] ^= record_bucket_value(record.hash)
+        self._bucket_keys[bucket].add(record.key)
         self._current[record.key] = record
         if record.kind in (RecordKind.CERT, RecordKind.REVOCATION):
             self._valid.clear()  # any chain may have changed

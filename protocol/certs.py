@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, MutableSet, Sequence
 
 from protocol import ids
 from protocol.errors import (ExpiredCert, Malformed, NameConstraint, NotYetValid,
@@ -161,10 +161,15 @@ def decode_certificate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Certific
 
 
 def validate_chain(chain: Sequence[Certificate], *, trust_anchor: str, now_ms: int,
-                   revocations: Iterable["Revocation"] = ()) -> Certificate:
+                   revocations: Iterable["Revocation"] = (),
+                   verified: MutableSet[bytes] | None = None) -> Certificate:
     """Check a chain, root first; return its leaf or raise the first link's refusal.
 
-    ``revocations`` must already be verified (``verify_revocation``).
+    ``revocations`` must already be verified (``verify_revocation``). ``verified``, if
+    given, remembers link signatures already checked (with the issuer key and the exact
+payload they cover), so a
+    caller validating the same chains over and over checks each signature once; every
+    other rule is checked every time.
     """
     if not chain:
         raise UnknownRoot("empty certificate chain")
@@ -179,20 +184,26 @@ def validate_chain(chain: Sequence[Certificate], *, trust_anchor: str, now_ms: i
         raise NameConstraint(f"only a root id may be self-certified, not {root.subject}")
     issuer = root
     for position, link in enumerate(chain):
-        _check_link(link, issuer, now_ms, revoked_up_to, is_root=position == 0)
+        _check_link(link, issuer, now_ms, revoked_up_to, is_root=position == 0,
+                    verified=verified)
         issuer = link
     return chain[-1]
 
 
 def _check_link(link: Certificate, issuer: Certificate, now_ms: int,
-                revoked_up_to: dict[str, int], *, is_root: bool) -> None:
+                revoked_up_to: dict[str, int], *, is_root: bool,
+                verified: MutableSet[bytes] | None) -> None:
     if link.issuer != issuer.subject:
         raise WrongIssuer(f"certificate for {link.subject} names issuer {link.issuer}, "
                           f"but the chain's issuer is {issuer.subject}")
     if not is_root and not ids.is_child_of(link.subject, issuer.subject):
         raise NameConstraint(f"{issuer.subject} may not certify {link.subject}")
-    verify_bytes(issuer.keys.verify_key, Domain.CERTIFICATE, link.payload, link.signature,
-                 what=f"certificate for {link.subject}")
+    seen = link.signature + issuer.keys.verify_key + link.payload  # all that was verified
+    if verified is None or seen not in verified:
+        verify_bytes(issuer.keys.verify_key, Domain.CERTIFICATE, link.payload, link.signature,
+                     what=f"certificate for {link.subject}")
+        if verified is not None:
+            verified.add(seen)
     if now_ms < link.not_before:
         raise NotYetValid(f"certificate for {link.subject} is not valid before {link.not_before}")
     if now_ms >= link.not_after:

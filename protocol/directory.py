@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, MutableSet, Sequence
 
 from protocol.certs import (Certificate, Revocation, decode_certificate, decode_revocation,
                             validate_chain, verify_revocation)
@@ -190,23 +190,25 @@ ChainLookup = Callable[[str], Sequence[Certificate]]
 
 
 def verify_record(record: Record, *, chain_for: ChainLookup, trust_anchor: str, now_ms: int,
-                  revocations: Iterable[Revocation] = ()) -> None:
+                  revocations: Iterable[Revocation] = (),
+                  verified: MutableSet[bytes] | None = None) -> None:
     """Check a record against the directory's certificates; raise the typed refusal.
 
     ``chain_for(subject)`` returns that subject's current chain, root first, and raises
-    ``UnknownOrigin`` when a link is missing.
+    ``UnknownOrigin`` when a link is missing. ``verified``: see ``validate_chain``.
     """
     content = record.content
     revocations = tuple(revocations)
     if isinstance(content, Certificate):
         chain = [content] if content.is_self_issued else [*chain_for(content.issuer), content]
-        validate_chain(chain, trust_anchor=trust_anchor, now_ms=now_ms, revocations=revocations)
+        validate_chain(chain, trust_anchor=trust_anchor, now_ms=now_ms, revocations=revocations,
+                       verified=verified)
         return
     if isinstance(content, Revocation):
         _verify_revocation_record(content, chain_for, trust_anchor, now_ms, revocations)
         return
     signer_cert = validate_chain(chain_for(record.subject), trust_anchor=trust_anchor,
-                                 now_ms=now_ms, revocations=revocations)
+                                 now_ms=now_ms, revocations=revocations, verified=verified)
     if signer_cert.subject != record.subject:
         raise WrongIssuer(f"{record.kind.value} record of {record.subject} checked against "
                           f"the chain of {signer_cert.subject}")

@@ -674,3 +674,23 @@ def test_name_of_exactly_200_characters_is_accepted():
 @pytest.mark.parametrize("data", [b"", b"\x00", pack([b"a"]), pack([b"\x80", b"\x00" * 64])])
 def test_garbage_enrollment_request_is_malformed(data):
     expect(Malformed, decode_enrollment_request, data)
+
+
+def test_a_remembered_signature_never_vouches_for_a_tampered_payload():
+    """validate_chain's `verified` cache: a payload altered under a signature seen before
+    is still refused, and the cache never grows from a refused chain."""
+    from dataclasses import replace as _replace
+
+    root_keys, city_keys = NodeKeys.from_seed(b"cache-root"), NodeKeys.from_seed(b"cache-city")
+    root = self_signed_root(root_keys, subject="gd", name="广东", not_before=0, not_after=10**13)
+    city = issue_certificate(root_keys, issuer="gd", subject="gd.chaozhou", name="潮州",
+                                   level=Level.CITY, subject_keys=city_keys.public, serial=1,
+                                   not_before=0, not_after=10**13)
+    verified: set = set()
+    validate_chain([root, city], trust_anchor=root_keys.fingerprint, now_ms=1, verified=verified)
+    assert len(verified) == 2
+    forged = _replace(city, payload=city.payload.replace("潮州".encode(), "汕头".encode()))
+    with pytest.raises(BadSignature):
+        validate_chain([root, forged], trust_anchor=root_keys.fingerprint, now_ms=1,
+                             verified=verified)
+    assert len(verified) == 2

@@ -66,8 +66,8 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
-        for node_id in self.spec["nodes"]:
-            await self._start(node_id)
+        # All at once: started one by one, the first nodes' gossip would starve the rest.
+        await asyncio.gather(*(self._start(node_id) for node_id in self.spec["nodes"]))
         print("ready", flush=True)
         line = await loop.run_in_executor(None, sys.stdin.readline)
         start_at = float(line.split()[1])

@@ -64,21 +64,52 @@ _locks: "weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock]" = weakre
 
 
 @asynccontextmanager
-async def transaction(connection: aiosqlite.Connection) -> AsyncIterator[None]:
-    """One write transaction at a time per connection (coroutines share the connection)."""
+async def transaction(connection: aiosqlite.Connection, *, durable: bool = True
+                      ) -> AsyncIterator[None]:
+    """One write transaction at a time per connection (coroutines share the connection).
+
+    ``durable=False`` commits without waiting for the disk (WAL with synchronous=NORMAL:
+    safe against a crash of the process, not of the machine). It is for data that
+    peers hold too and gossip brings back, such as directory records, so that a busy
+    directory does not queue behind fsyncs; documents and receipts stay durable.
+    """
     lock = _locks.setdefault(connection, asyncio.Lock())
     async with lock:
         if connection.in_transaction:
             # Left open by a task cancelled while its BEGIN was still running in
             # aiosqlite's thread; we hold the lock, so nobody else is using it.
             await connection.execute("ROLLBACK")
-        await connection.execute("BEGIN IMMEDIATE")
+        if not durable:
+            await connection.execute("PRAGMA synchronous=NORMAL")
+        await _begin(connection)
         try:
             yield
         except BaseException:
             await connection.execute("ROLLBACK")
             raise
-        await connection.execute("COMMIT")
+        else:
+            await connection.execute("COMMIT")
+        finally:
+            if not durable:
+                await connection.execute("PRAGMA synchronous=FULL")
+
+
+async def _begin(connection: aiosqlite.Connection) -> None:
+    """``BEGIN IMMEDIATE`` that a cancelled caller does not leave behind: the statement
+    runs on in aiosqlite's thread whatever happens to the caller, so on cancellation
+    wait for it and roll it back (still holding the lock) before giving up. Otherwise
+    the next transaction could queue its BEGIN behind this one and fail ("cannot start
+    a transaction within a transaction")."""
+    begin = asyncio.ensure_future(connection.execute("BEGIN IMMEDIATE"))
+    try:
+        await asyncio.shield(begin)
+    except asyncio.CancelledError:
+        try:
+            await begin
+            await connection.execute("ROLLBACK")
+        except Exception:  # the BEGIN failed (or the connection closed): nothing to undo
+            pass
+        raise
 
 
 async def data_version(connection: aiosqlite.Connection) -> int:

@@ -35,7 +35,7 @@ class DirectoryStore:
         """Write the outcome of merging a batch, in one transaction."""
         if not decisions:
             return
-        async with transaction(self._db):
+        async with transaction(self._db, durable=False):  # peers hold these too
             for decision in decisions:
                 await self._save_one(decision, now_ms)
 

@@ -51,7 +51,7 @@ class StateStore:
         """Save (peer, succeeded, at_ms, error) observations in one transaction."""
         if not contacts:
             return
-        async with transaction(self._db):
+        async with transaction(self._db, durable=False):
             for peer, succeeded, at_ms, error in contacts:
                 if succeeded:
                     await self._db.execute(
