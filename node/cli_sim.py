@@ -34,17 +34,20 @@ def register(main: click.Group) -> None:
               help="Keep the nodes' data directories here (default: a temporary directory).")
 @click.option("--gossip-interval-ms", type=int, help="Override the topology's gossip interval.")
 @click.option("--fanout", type=int, help="Override the topology's gossip fanout.")
+@click.option("--status-interval-ms", default=10_000, show_default=True,
+              help="How often every node publishes its status beacon.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON line at the end.")
 def sim(topology: str, duration: float, rate: float, faults: str, report_file: Path | None,
         workers: int, seed: int, data_dir: Path | None, gossip_interval_ms: int | None,
-        fanout: int | None, as_json: bool) -> None:
+        fanout: int | None, status_interval_ms: int, as_json: bool) -> None:
     """Simulate TOPOLOGY (a file, or a name from configs/topologies) with real nodes.
 
     Exits 1 when any document copy was lost or duplicated or any receipt is missing.
     """
     options = SimOptions(topology=topology, duration_s=duration, rate=rate, faults=faults,
                          workers=workers, seed=seed, data_dir=data_dir,
-                         gossip_interval_ms=gossip_interval_ms, fanout=fanout)
+                         gossip_interval_ms=gossip_interval_ms, fanout=fanout,
+                         status_interval_ms=status_interval_ms)
     try:
         coordinator = Coordinator(options, console)
     except (TopologyError, FaultSpecError) as error:

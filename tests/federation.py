@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Awaitable, Callable
 from click.testing import CliRunner, Result
 
 from node.app import Node
+from node.local_federation import FederationTimeout, wait_for
 from node.cli import main
 
 FAST_GOSSIP_MS = 100
@@ -39,17 +39,10 @@ def last_json(result: Result) -> dict:
 async def wait_until(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 15.0,
                      what: str = "condition") -> float:
     """Poll ``condition`` until true; return the seconds it took; fail at the deadline."""
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        outcome = condition()
-        if asyncio.iscoroutine(outcome):
-            outcome = await outcome
-        if outcome:
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)  # poll interval, bounded by the deadline above
+    try:
+        return await wait_for(condition, timeout=timeout, what=what)
+    except FederationTimeout as timeout_error:
+        raise AssertionError(str(timeout_error)) from None
 
 
 @dataclass

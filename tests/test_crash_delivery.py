@@ -118,6 +118,7 @@ def _enrolled(procs: Processes, node_id: str) -> bool:
 
 
 async def queue_documents(procs: Processes, total: int, batch: int) -> None:
+    """Queue ``total`` documents at the sender, as the CLI does, in batches."""
     async with operations.open_node(procs.data(ROUTE[0])) as node:
         context = node.context()
         for number in range(total):
@@ -126,7 +127,10 @@ async def queue_documents(procs: Processes, total: int, batch: int) -> None:
                              main_recipients=(ROUTE[-1],), body="正文" * 500)
             await send_document(context, draft)
             if number % batch == batch - 1:
-                await asyncio.sleep(0.2)  # pace the stream (~4 s) so the kills land during it
+                # Pace the stream by the crashes, not by the clock: each batch waits for
+                # one more kill, so kills land all through the stream.
+                kills = procs.kills
+                await wait_until(lambda: procs.kills > kills, timeout=30, what="the next kill")
 
 
 async def kill_at_random(procs: Processes, stop: asyncio.Event, rng: random.Random) -> None:
@@ -142,8 +146,7 @@ async def test_no_document_or_receipt_is_lost_or_doubled_when_nodes_are_killed(p
     await build(processes)
     stop = asyncio.Event()
     killer = asyncio.create_task(kill_at_random(processes, stop, random.Random(20261125)))
-    await queue_documents(processes, DOCUMENTS, batch=25)
-    await wait_until(lambda: processes.kills >= 8, timeout=60, what="several kills during the stream")
+    await queue_documents(processes, DOCUMENTS, batch=50)  # ten kills during the stream
     stop.set()
     await killer
     for node_id in ROUTE:

@@ -61,7 +61,7 @@ async def discoveries(loopback_multicast: str) -> AsyncIterator[Callable[..., Di
 async def _eventually(condition: Callable[[], bool], what: str) -> None:
     async def poll() -> None:
         while not condition():
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # poll until the deadline below
     try:
         await asyncio.wait_for(poll(), DEADLINE)
     except TimeoutError:
