@@ -52,6 +52,7 @@ log = logging.getLogger("govnode.inbound")
 
 REPLAY_WINDOW_MS = 30 * 24 * 3600 * 1000  # store-and-forward can take days; dedupe covers it
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
+NEWER_KEY_GRACE_MS = 5 * 60 * 1000  # how long a frame failing its signature is deferred
 
 
 @dataclass
@@ -104,11 +105,22 @@ class Inbound:
             raise NotYetVerifiable(refusal) from None
         try:
             signed.verify(certificate.keys.verify_key)
-        except BadSignature:
-            previous = directory.previous_certificate(signed.origin, now)
-            if previous is None:
-                raise
-            signed.verify(previous.keys.verify_key)  # signed before the origin re-keyed
+            return
+        except BadSignature as refusal:
+            failure = refusal
+        previous = directory.previous_certificate(signed.origin, now)
+        if previous is not None:
+            try:
+                signed.verify(previous.keys.verify_key)  # signed before the origin re-keyed
+                return
+            except BadSignature:
+                pass
+        if now - signed.frame.created_at < NEWER_KEY_GRACE_MS:
+            # Perhaps signed with a key newer than the certificate we hold: the origin
+            # re-keyed and its new certificate is still on its way. A recent frame is
+            # kept back at the sender; an old one that still fails is refused for good.
+            raise NotYetVerifiable(failure)
+        raise failure
 
     async def receive(self, batch: list[bytes]) -> TransferResult:
         result, now = TransferResult(), now_ms()

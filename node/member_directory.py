@@ -260,6 +260,9 @@ class MemberDirectory:
         self._current[record.key] = record
         if record.kind in (RecordKind.CERT, RecordKind.REVOCATION):
             self._valid.clear()  # any chain may have changed
+        if record.kind is RecordKind.CERT and previous is not None and \
+                previous.content.keys != record.content.keys:
+            self._previous_certificates[record.subject] = previous.content
         if record.kind is RecordKind.REVOCATION:
             self._revocations[record.subject] = record.content
         return True

@@ -17,7 +17,7 @@ from node.sim.run import Coordinator, SimOptions
 async def simulate(tmp_path, faults: str, seed: int) -> dict:
     options = SimOptions(topology="mini", duration_s=8, rate=4, faults=faults, workers=2,
                          seed=seed, data_dir=tmp_path / "sim", gossip_interval_ms=200,
-                         status_interval_ms=3000)
+                         status_interval_ms=3000, settle_timeout_s=60)
     return await Coordinator(options, Console(quiet=True)).run()
 
 

@@ -29,7 +29,7 @@ from node import actions
 from node.app import Node
 from node.clock import now_ms
 from node.http_api import MAX_TRANSFER_BYTES
-from node.inbound import MAX_CLOCK_SKEW_MS, REPLAY_WINDOW_MS
+from node.inbound import MAX_CLOCK_SKEW_MS, NEWER_KEY_GRACE_MS, REPLAY_WINDOW_MS
 from node.sending import AttachmentFile, attach, send_document
 from protocol import frames, sealing
 from protocol.documents import CONTENT_LIMITS, Document, encode_content
@@ -213,15 +213,24 @@ async def delivered_document(federation: Federation) -> bytes:
 
 
 async def test_a_frame_claiming_another_members_origin_is_bad_signature(federation, http):
+    """A recent frame whose signature fails is kept back at the sender (its origin may
+    have re-keyed, the new certificate still on its way); past the grace window it
+    is refused for good. Nothing is stored either way."""
     chaozhou, shantou, root = (federation.nodes[n] for n in (CHAOZHOU, SHANTOU, ROOT))
     # Claims gd.shantou, signed with gd.chaozhou's real key.
     content = encode_content(draft(SHANTOU, [ROOT]), {})
     message_id, data = frame(DocumentBody(sealing.seal(content, root.keys.public.box_key)),
                              origin=SHANTOU, destination=ROOT, keys=chaozhou.keys)
     async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [data]), message_id, "bad_signature",
+                       kind="deferred")
+    old = now_ms() - NEWER_KEY_GRACE_MS - 60_000
+    message_id, data = frame(DocumentBody(sealing.seal(content, root.keys.public.box_key)),
+                             origin=SHANTOU, destination=ROOT, keys=chaozhou.keys, created_at=old)
+    async with stores_nothing(federation, root):
         assert_refused(await transfer(http, root, [data]), message_id, "bad_signature")
     # A stranger's key claiming the root itself, posted to a city.
-    message_id, data = document_frame(root, chaozhou)
+    message_id, data = document_frame(root, chaozhou, created_at=old)
     forged = frames.encode_frame(frames.parse_frame(data).frame, NodeKeys.generate())
     async with stores_nothing(federation, chaozhou):
         assert_refused(await transfer(http, chaozhou, [forged]), message_id, "bad_signature")
@@ -230,7 +239,8 @@ async def test_a_frame_claiming_another_members_origin_is_bad_signature(federati
 
 async def test_a_frame_altered_after_signing_is_bad_signature(federation, http):
     root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
-    message_id, data = document_frame(root, chaozhou)
+    old = now_ms() - NEWER_KEY_GRACE_MS - 60_000
+    message_id, data = document_frame(root, chaozhou, created_at=old)
     signed = frames.parse_frame(data)
     wire = {**signed.frame.to_wire(), "at": signed.frame.created_at + 1}
     altered = encode_envelope(pack(wire), signed.signature)  # the old signature, new bytes

@@ -48,6 +48,7 @@ class SimOptions:
     gossip_interval_ms: int | None = None
     fanout: int | None = None
     status_interval_ms: int = 10_000
+    settle_timeout_s: float = QUIET_TIMEOUT_S  # how long to wait for quiet after the faults
 
 
 class Coordinator:
@@ -146,7 +147,7 @@ class Coordinator:
         await rekeys
         with self.console.status("faults healed; waiting for the network to go quiet…"):
             try:
-                await self._wait(lambda: self._quiet(data_dirs), QUIET_TIMEOUT_S)
+                await self._wait(lambda: self._quiet(data_dirs), self.options.settle_timeout_s)
             except TimeoutError as error:  # the report will say what is missing
                 self.console.print(f"[red]{error}[/red]")
 
