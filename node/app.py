@@ -67,6 +67,11 @@ class Node:
 
     # --- lifecycle --------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` or ``crash`` began: nothing new should be asked of it."""
+        return self._stop.is_set()
+
     async def start(self) -> None:
         self.db = await open_database(self.data.database_file)
         self.state = StateStore(self.db)

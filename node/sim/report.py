@@ -16,7 +16,7 @@ from pathlib import Path
 RECEIPTS_PER_COPY = 2  # delivered, signed_for (the simulated clerk signs for everything)
 
 
-def _rows(database: Path, query: str) -> list[tuple]:
+def rows(database: Path, query: str) -> list[tuple]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
         return connection.execute(query).fetchall()
 
@@ -26,10 +26,10 @@ def progress(data_dirs: dict[str, Path]) -> dict[str, int]:
     totals = Counter()
     for data_dir in data_dirs.values():
         database = data_dir / "node.db"
-        (sent, settled), = _rows(database, "SELECT COUNT(*), COALESCE(SUM(state = 'signed_for'), 0) "
+        (sent, settled), = rows(database, "SELECT COUNT(*), COALESCE(SUM(state = 'signed_for'), 0) "
                                            "FROM deliveries")
-        (queued,), = _rows(database, "SELECT COUNT(*) FROM outbox")
-        (received,), = _rows(database, "SELECT COUNT(*) FROM inbound")
+        (queued,), = rows(database, "SELECT COUNT(*) FROM outbox")
+        (received,), = rows(database, "SELECT COUNT(*) FROM inbound")
         totals.update(sent=sent, settled=settled, queued=queued, received=received)
     return dict(totals)
 
@@ -46,7 +46,7 @@ def documents_report(data_dirs: dict[str, Path]) -> dict:
     receipts_received = 0
     for data_dir in data_dirs.values():
         database = data_dir / "node.db"
-        for doc_id, recipient, created_at, last_seq in _rows(
+        for doc_id, recipient, created_at, last_seq in rows(
                 database, "SELECT d.doc_id, d.recipient, m.created_at, d.last_seq FROM deliveries d "
                           "JOIN documents m ON m.doc_id = d.doc_id"):
             copies[(doc_id, recipient)] = created_at
@@ -54,7 +54,7 @@ def documents_report(data_dirs: dict[str, Path]) -> dict:
     stored: Counter = Counter()
     latencies = []
     for node_id, data_dir in data_dirs.items():
-        for doc_id, stored_at in _rows(data_dir / "node.db",
+        for doc_id, stored_at in rows(data_dir / "node.db",
                                        "SELECT i.doc_id, m.stored_at FROM inbound i "
                                        "JOIN documents m ON m.doc_id = i.doc_id"):
             stored[(doc_id, node_id)] += 1

@@ -181,7 +181,7 @@ class Coordinator:
 
     @staticmethod
     def _certificates_everywhere(data_dirs: dict[str, Path], nodes: int) -> bool:
-        return all(reporting._rows(d / "node.db", "SELECT COUNT(*) FROM directory_records "
+        return all(reporting.rows(d / "node.db", "SELECT COUNT(*) FROM directory_records "
                                                   "WHERE kind IN ('cert', 'endpoint')")[0][0] >= 2 * nodes
                    for d in data_dirs.values())
 

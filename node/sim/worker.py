@@ -129,7 +129,7 @@ class Worker:
     async def _send(self, sender: str, to: tuple[str, ...], kind: str, title: str,
                     in_reply_to: bytes | None = None) -> None:
         node = self.nodes.get(sender)
-        if node is None or node._stop.is_set():
+        if node is None or node.stopping:
             return  # crashed right now: a clerk would send later
         draft = Document(doc_id=new_message_id(), title=title, kind=kind, issuer=node.config.name,
                          issuer_id=sender, main_recipients=to, body="正文。" * 200,
@@ -147,7 +147,7 @@ class Worker:
         while True:
             await asyncio.sleep(RESPOND_EVERY_S)  # a clerk looks at the inbox now and then
             for node in list(self.nodes.values()):
-                if not node._stop.is_set():
+                if not node.stopping:
                     try:
                         await self._respond_at(node)
                     except Exception as error:  # the node may crash under us
@@ -200,7 +200,7 @@ class Worker:
                 if now < start_at + fault.at_s:
                     continue
                 for node_id, node in self.nodes.items():
-                    if node_id in seen or node._stop.is_set():
+                    if node_id in seen or node.stopping:
                         continue
                     certificate = node.directory.certificate(fault.target)
                     if certificate is not None and certificate.serial > 1:
