@@ -76,6 +76,9 @@ from protocol.frames import new_message_id
 import node as node_package
 from node import operations
 from node.app import Node
+from node.clock import now_ms
+from node.local_federation import FederationTimeout, wait_for
+from node.topology import load_topology
 from node.bench.measure import Comparison, rate
 from node.inbound import TransferResult
 from node.operations import NewNode
@@ -91,15 +94,8 @@ TARGET_RATIO_TO_CRYPTO = 0.4
 TARGET_P50_MS = 25.0
 SENDER, RECEIVER = "gd", "gd.chaozhou"
 COUNTY_FROM, COUNTY_TO = "gd.chaozhou.raoping", "gd.shantou.nanao"
-FEDERATION = [  # (id, name), parents before children
-    ("gd", "广东省人民政府办公厅"),
-    ("gd.chaozhou", "潮州市人民政府办公室"),
-    ("gd.shantou", "汕头市人民政府办公室"),
-    ("gd.chaozhou.raoping", "饶平县人民政府办公室"),
-    ("gd.chaozhou.chaoan", "潮州市潮安区人民政府办公室"),
-    ("gd.shantou.nanao", "南澳县人民政府办公室"),
-    ("gd.shantou.chaoyang", "汕头市潮阳区人民政府办公室"),
-]
+# The latency federation is the mini topology (configs/topologies/mini.toml).
+FEDERATION = [(node.id, node.name) for node in load_topology("mini").nodes]  # parents first
 FAST_GOSSIP_MS = 100  # in-process nodes gossip fast to converge, then quietly
 QUIET_GOSSIP_MS = 60_000
 QUIET_STATUS_MS = 3_600_000
@@ -334,7 +330,7 @@ class _NodePair:
         if self.process is not None and self.process.poll() is not None:
             raise BenchError(f"the receiving node exited ({self.process.returncode})"
                              f"{self._receiver_log()}")
-        directory, now = self.sender.directory, _now_ms()
+        directory, now = self.sender.directory, now_ms()
         return directory.endpoint(RECEIVER) is not None and \
             directory.is_valid_member(RECEIVER, now)
 
@@ -497,17 +493,12 @@ def _percentile(values: list[float], percent: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def _wait_for(condition: Callable[[], bool], timeout: float, what: str,
                     detail: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}{detail()}")
-        await asyncio.sleep(0.02)
+    try:
+        await wait_for(condition, timeout=timeout, what=what)
+    except FederationTimeout as error:
+        raise BenchError(f"{error}{detail()}") from None
 
 
 def _child_env() -> dict[str, str]:
