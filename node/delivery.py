@@ -33,6 +33,7 @@ from protocol.errors import ProtocolError
 from protocol.wire import Limits, pack, unpack
 
 from node.context import NodeContext
+from node.http_client import Unreachable, post_msgpack
 from node.store.db import transaction
 
 log = logging.getLogger("govnode.delivery")
@@ -167,14 +168,11 @@ class Delivery:
         if not urls:
             raise HopFailed(f"no known endpoint for {hop}")
         body = pack({"from": self.context.node_id, "frames": frames})
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_ms / 1000)
         try:
-            async with self._session().post(urls[0] + TRANSFER_PATH, data=body, timeout=timeout,
-                                            headers=_MSGPACK) as response:
-                answer = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            raise HopFailed(f"{urls[0]}: {type(error).__name__} {error}") from None
+            status, answer = await post_msgpack(self._session(), urls[0] + TRANSFER_PATH, body,
+                                                timeout_ms=self.settings.request_timeout_ms)
+        except Unreachable as error:
+            raise HopFailed(str(error)) from None
         if status != 200:
             raise HopFailed(f"{hop} answered HTTP {status}: {answer[:200]!r}")
         done, deferred = self._acknowledged(hop, answer, set(message_ids))
@@ -216,5 +214,3 @@ class Delivery:
         except asyncio.TimeoutError:
             pass
 
-
-_MSGPACK = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}

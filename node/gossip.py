@@ -44,6 +44,7 @@ from protocol.wire import unpack
 from node.clock import now_ms, sleep_unless
 from node.config import GossipSettings
 from node.contacts import ContactBook
+from node.http_client import Unreachable, post_msgpack
 from node.member_directory import AcceptResult, MemberDirectory
 from node.metrics import NodeMetrics
 
@@ -158,14 +159,11 @@ class Gossip:
         frame = frames.make_frame(body, origin=self.node_id, destination=peer,
                                   created_at=now_ms(), message_id=frames.new_message_id())
         data = frames.encode_frame(frame, self.keys)
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_ms / 1000)
         try:
-            async with self._session().post(urls[0] + GOSSIP_PATH, data=data, timeout=timeout,
-                                            headers=_MSGPACK_HEADERS) as response:
-                answer = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            raise PeerError(f"{urls[0]} unreachable: {error.__class__.__name__} {error}") from None
+            status, answer = await post_msgpack(self._session(), urls[0] + GOSSIP_PATH, data,
+                                                timeout_ms=self.settings.request_timeout_ms)
+        except Unreachable as error:
+            raise PeerError(f"unreachable: {error}") from None
         self.metrics.gossip_bytes.labels("sent").inc(len(data))
         self.metrics.gossip_bytes.labels("received").inc(len(answer))
         if status != 200:
@@ -263,7 +261,6 @@ class Gossip:
                                want=tuple(sorted(to_fetch))[:limit], refused=tuple(refused))
 
 
-_MSGPACK_HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
 
 
 def _error_code(answer: bytes) -> str:
