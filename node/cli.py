@@ -11,6 +11,8 @@ from node.cli_docs import register as register_document_commands
 from node.cli_node import register as register_node_commands
 from node.cli_sim import register as register_sim_commands
 from node.cli_tokens import register as register_token_commands
+from rich.table import Table
+
 from node.output import comparisons_table, console, print_json
 
 
@@ -71,6 +73,45 @@ def bench_delivery(docs: int, samples: int, as_json: bool) -> None:
     console.print(summary_table(result))
     if as_json:
         print_json(result)
+
+
+@bench.command("gossip")
+@click.option("--nodes", default=100, show_default=True, type=click.IntRange(3, 2000),
+              help="Real nodes to run (the first N units of Guangdong, then made-up counties).")
+@click.option("--interval-ms", default=200, show_default=True, type=click.IntRange(10),
+              help="Gossip round interval of every node.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
+              help="Processes to spread the nodes over.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def bench_gossip(nodes: int, interval_ms: int, workers: int, as_json: bool) -> None:
+    """Seconds and rounds for one directory change to reach all N nodes."""
+    from node.bench.gossip import run_gossip_bench
+    from node.topology import TopologyError
+
+    try:
+        result = run_gossip_bench(nodes=nodes, interval_ms=interval_ms, workers=workers,
+                                  console=console)
+    except TopologyError as error:
+        raise click.ClickException(str(error)) from None
+    table = Table(title=f"govnode bench gossip — {result['nodes']} nodes, "
+                        f"{result['interval_ms']} ms interval")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for label, value in (
+            ("a re-key reaches every node (s)", result["convergence_s"]),
+            ("… the median node (s)", result["convergence_p50_s"]),
+            ("… in gossip intervals", result["rounds"]),
+            ("bytes of an in-sync exchange", result["bytes_per_insync_round"]),
+            ("peak RSS, all nodes (MB)", result["rss_mb"]),
+            ("first full directory sync (s)", result["directory_sync_s"])):
+        table.add_row(label, str(value))
+    console.print(table)
+    if not result["complete"]:
+        console.print("[red]the change did not reach every node[/red]")
+    if as_json:
+        print_json(result)
+    if not result["complete"]:
+        raise SystemExit(1)
 
 
 @main.command()

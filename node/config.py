@@ -26,8 +26,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "parent": {"url": ""},
     "keys": {"passphrase_env": "GOVNODE_PASSPHRASE"},
     "enrollment": {"cert_days": 365, "poll_interval_ms": 2000},
-    "gossip": {"interval_ms": 1000, "fanout": 3, "eager_fanout": 3, "random_peers": 1,
-               "status_interval_ms": 10000, "request_timeout_ms": 5000,
+    "gossip": {"interval_ms": 1000, "fanout": 3, "eager_fanout": 1, "random_peers": 1,
+               "quiet_rounds": 25, "status_interval_ms": 10000, "request_timeout_ms": 5000,
                "max_records_per_request": 512},
     "delivery": {"batch_frames": 256, "batch_bytes": 4 * 1024 * 1024, "initial_backoff_ms": 200,
                  "max_backoff_ms": 60_000, "request_timeout_ms": 30_000,
@@ -47,6 +47,7 @@ class GossipSettings:
     fanout: int
     eager_fanout: int
     random_peers: int
+    quiet_rounds: int
     status_interval_ms: int
     request_timeout_ms: int
     max_records_per_request: int

@@ -1,22 +1,39 @@
-"""Directory gossip: anti-entropy push-pull rounds and eager push of fresh records.
+"""Directory gossip: anti-entropy push-pull rounds, eager push, status beacons upward.
 
 Theory of operation. A round between this node (A) and a peer (B) is up to three
 signed request/reply pairs on ``POST /v1/gossip``:
 
-1. A sends its digest root (and any records it is eagerly pushing). If B's root,
-   after merging the push, is the same, B says so and the round is over: one small
+1. A sends its digest root (and any records it is pushing). If B's root, after
+   merging the push, is the same, B says so and the round is over: one small
    request whatever the directory size. Otherwise B replies with its 256 buckets.
 2. A compares buckets and sends the ``(kind, subject, seq, hash8)`` summary of its
    records in the differing ones. B reconciles and replies with the records A lacks
    and the keys it wants.
 3. A merges what it got and pushes what B wanted.
 
-Peers: each round A talks to up to ``fanout`` members: its parent and children first
-(taking turns among children), plus ``random_peers`` random members so that
-information also crosses the tree sideways. A record that is new to this node is
-pushed at once to ``eager_fanout`` peers (rumour spreading, each node forwarding a
-record once); status beacons, frequent and not urgent, are left to the rounds, which
-guarantee that whatever the pushes miss arrives.
+Peers: each round A talks to up to ``fanout`` members: its tree neighbours (parent and
+children, taking turns), plus ``random_peers`` random members so that
+information also crosses the tree sideways. A record that is new to this node (other
+than a status beacon) is pushed at once to its parent, all its children and
+``eager_fanout`` random members, each node forwarding a record once: a flood along the
+tree, which reaches every reachable node in at most four hops at a cost of about two
+exchanges per member, with random members so that a dead hub does not stop it. The
+rounds guarantee that whatever the pushes miss arrives. A burst of more than
+``EAGER_PUSH_MAX_RECORDS`` new records is left to the rounds.
+
+Quiet rounds: when every exchange of a round found the peer in sync and this node's
+root has not changed since, the node is quiet: it skips ``quiet_rounds`` rounds,
+then checks up on one peer (its parent, a child or a random member) and is quiet
+again if they agree. A change anywhere changes the root of whoever learns it, and
+that node's rounds resume at once with ``fanout`` peers, so changes still spread
+round by round; a quiet federation of hundreds of nodes costs one exchange per node
+every ``quiet_rounds`` intervals instead of ``fanout`` every interval. A failed
+exchange never counts as quiet.
+
+Status beacons are not in the digest (``protocol.directory``): a node pushes its
+own beacon and those of its subtree to its parent in its next round (which is then
+never skipped), so every hub holds the beacons of its subtree and the root holds
+everyone's, each beacon verified once per ancestor instead of once per member.
 
 Every request and reply is a frame signed by its sender, verified against the
 directory before anything in it is looked at; records inside are verified one by
@@ -51,6 +68,10 @@ from node.metrics import NodeMetrics
 log = logging.getLogger("govnode.gossip")
 GOSSIP_PATH = "/v1/gossip"
 MAX_BUCKETS_PER_ROUND = 128
+# More new records than this at once is a bulk transfer (this node catching up, a
+# whole subtree enrolled): pushing it to every neighbour would multiply the work by the
+# number of neighbours, where rounds send each peer only what it lacks.
+EAGER_PUSH_MAX_RECORDS = 32
 
 
 class PeerError(Exception):
@@ -85,7 +106,13 @@ class Gossip:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.rounds = 0
+        self.skipped_rounds = 0
         self.last_insync_bytes = 0
+        self._parent = ids.parent(node_id)
+        self._upward: dict[str, Record] = {}  # status beacons of this subtree, by subject
+        self._quiet_root: bytes | None = None  # root after the last all-in-sync round
+        self._quiet_left = 0
+        self._reachable_cache: tuple[int, tuple[list[str], list[str], list[str]]] | None = None
         self._fresh: list[Record] = []
         self._fresh_event = asyncio.Event()
         directory.on_new_records(self._remember_fresh)
@@ -105,9 +132,40 @@ class Gossip:
 
     async def round(self) -> list[ExchangeResult]:
         self.rounds += 1
-        peers = self.choose_peers(self.settings.fanout)
+        peers = self._peers_for_round()
+        if not peers:
+            self.skipped_rounds += 1
+            return []
+        root = self.directory.digest.root
         results = await asyncio.gather(*(self.exchange_quietly(p) for p in peers))
+        self._settle(root, peers, results)
         return [r for r in results if r is not None]
+
+    def _settle(self, root: bytes, peers: list[str], results: Sequence[ExchangeResult | None]) -> None:
+        """After a round or a push wave: quiet if every peer agreed and nothing changed
+        meanwhile (so a push that reached every neighbour needs no round after it)."""
+        quiet = bool(peers) and all(r is not None and r.in_sync for r in results)
+        if quiet and root == self.directory.digest.root:
+            self._quiet_root, self._quiet_left = root, self.settings.quiet_rounds
+        else:
+            self._quiet_root = None
+
+    def _peers_for_round(self) -> list[str]:
+        """``fanout`` peers after a change; when quiet, nobody, or the parent if beacons
+        are waiting for it, or one peer for a check-up every ``quiet_rounds`` rounds."""
+        if self._fresh:
+            return []  # a push wave is about to go to every neighbour: no round on top
+        if self._quiet_root != self.directory.digest.root:
+            return self.choose_peers(self.settings.fanout)
+        if self._upward and self._parent is not None and self._peer_urls(self._parent):
+            return [self._parent]
+        if self._quiet_left > 0:
+            self._quiet_left -= 1
+            return []
+        # (check-ups go to tree neighbours; random members are met after changes)
+        _, parent, children = self._reachable()
+        neighbours = parent + children  # kept-alive connections: no new one per check-up
+        return [self.rng.choice(neighbours)] if neighbours else []
 
     async def exchange_quietly(self, peer: str, push: Sequence[Record] = ()) -> ExchangeResult | None:
         try:
@@ -120,8 +178,11 @@ class Gossip:
 
     async def exchange(self, peer: str, push: Sequence[Record] = ()) -> ExchangeResult:
         limit = self.settings.max_records_per_request
+        upward = list(self._upward.values()) if peer == self._parent else []
+        push = (list(push) + upward)[:limit]
         reply, size = await self._request(peer, GossipBody(
-            root=self.directory.digest.root, push=tuple(r.encode() for r in push[:limit])))
+            root=self.directory.digest.root, push=tuple(r.encode() for r in push)))
+        self._delivered_upward(upward)
         total = size
         if reply.root == self.directory.digest.root:
             self._finish(peer, "in_sync", total)
@@ -146,6 +207,13 @@ class Gossip:
             total += size
         self._finish(peer, "synced", total)
         return ExchangeResult(peer, False, received, len(push) + len(wanted), total)
+
+    def _delivered_upward(self, sent: list[Record]) -> None:
+        """The parent has these beacons now (or refused them: they are soft state, the
+        next beacon replaces them); forget them unless a newer one arrived meanwhile."""
+        for record in sent:
+            if self._upward.get(record.subject) is record:
+                del self._upward[record.subject]
 
     def _finish(self, peer: str, result: str, size: int) -> None:
         self.metrics.gossip_rounds.labels(result).inc()
@@ -192,6 +260,8 @@ class Gossip:
     async def accept_encoded(self, encoded: Iterable[bytes]) -> AcceptResult:
         records, refused = [], []
         for item in encoded:
+            if isinstance(item, bytes) and self.directory.holds_encoded(item):
+                continue  # already current here, exactly as sent
             try:
                 records.append(decode_record(item))
             except ProtocolError as refusal:
@@ -206,25 +276,55 @@ class Gossip:
     # --- choosing peers -----------------------------------------------------
 
     def choose_peers(self, count: int) -> list[str]:
-        now = now_ms()
-        members = [m for m in self.directory.members(now)
-                   if m != self.node_id and self._peer_urls(m)]
-        parent = ids.parent(self.node_id)
-        children = [m for m in members if ids.parent(m) == self.node_id]
-        preferred = ([parent] if parent and self._peer_urls(parent) else [])
-        if children:
-            start = self.rounds % len(children)
-            preferred += (children[start:] + children[:start])
-        chosen = preferred[:max(count - self.settings.random_peers, 1)]
-        others = [m for m in members if m not in chosen]
-        extra = min(count - len(chosen), len(others))
-        return chosen + (self.rng.sample(others, extra) if extra > 0 else [])
+        """``count`` peers for a round: tree neighbours (parent and children) in turn,
+        then ``random_peers`` random members. Taking turns, rather than the parent every
+        round, keeps a hub with a hundred children from hearing from all of them at once."""
+        members, parent, children = self._reachable()
+        neighbours = parent + children
+        if neighbours:
+            turn = self.rounds % len(neighbours)
+            neighbours = neighbours[turn:] + neighbours[:turn]
+        chosen = neighbours[:max(count - self.settings.random_peers, 1)]
+        return chosen + self._random_others(members, chosen, count - len(chosen))
+
+    def choose_push_peers(self) -> list[str]:
+        """Parent, every child, and ``eager_fanout`` random members."""
+        members, parent, children = self._reachable()
+        return parent + children + self._random_others(members, parent + children,
+                                                       self.settings.eager_fanout)
+
+    def _reachable(self) -> tuple[list[str], list[str], list[str]]:
+        """Members with a known endpoint (not this node), the parent among them, the children.
+
+        Remembered until a certificate, revocation or endpoint arrives, and for at most
+        a second (validity periods pass): rounds and pushes ask for it all the time."""
+        second = now_ms() // 1000
+        if self._reachable_cache is None or self._reachable_cache[0] != second:
+            members = [m for m in self.directory.members(now_ms())
+                       if m != self.node_id and self._peer_urls(m)]
+            parent = [self._parent] if self._parent in members else []
+            children = [m for m in members if ids.parent(m) == self.node_id]
+            self._reachable_cache = (second, (members, parent, children))
+        members, parent, children = self._reachable_cache[1]
+        return list(members), list(parent), list(children)
+
+    def _random_others(self, members: list[str], chosen: list[str], count: int) -> list[str]:
+        taken = set(chosen)
+        others = [m for m in members if m not in taken]
+        count = min(count, len(others))
+        return self.rng.sample(others, count) if count > 0 else []
 
     # --- eager push ---------------------------------------------------------
 
     def _remember_fresh(self, records: list[Record]) -> None:
-        # Status beacons are frequent and not urgent: anti-entropy carries them.
         urgent = [r for r in records if r.kind is not RecordKind.STATUS]
+        if urgent:
+            self._reachable_cache = None
+        if self._parent is not None:
+            for record in records:
+                if record.kind is RecordKind.STATUS and \
+                        ids.is_under(record.subject, self.node_id, strict=False):
+                    self._upward[record.subject] = record
         if urgent:
             self._fresh.extend(urgent)
             self._fresh_event.set()
@@ -233,9 +333,17 @@ class Gossip:
         while not stop.is_set():
             await self._fresh_event.wait()
             self._fresh_event.clear()
-            fresh, self._fresh = self._fresh, []
-            peers = self.choose_peers(self.settings.eager_fanout)
-            await asyncio.gather(*(self.exchange_quietly(p, fresh) for p in peers))
+            fresh = list(self._fresh)
+            if len(fresh) > EAGER_PUSH_MAX_RECORDS:
+                self._fresh = []
+                continue  # a node catching up, not news: the rounds carry bulk better
+            peers = self.choose_push_peers()
+            root = self.directory.digest.root
+            results = await asyncio.gather(*(self.exchange_quietly(p, fresh) for p in peers))
+            self._fresh = self._fresh[len(fresh):]  # (rounds wait while a wave is pending)
+            self._settle(root, peers, results)
+            # At most one push wave per interval: what arrives meanwhile goes together.
+            await sleep_unless(stop, self.settings.interval_ms / 1000)
 
     # --- responding ---------------------------------------------------------
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from protocol import ids
+
 from node.app import Node
 from node.operations import NewNode, approve_request, init_child, init_root
 from node.topology import Topology, TopologyNode
@@ -92,12 +94,14 @@ class LocalFederation:
         return node
 
     def converged(self) -> bool:
-        """Every node holds every member's certificate, endpoint and status beacon."""
+        """Every node holds every member's certificate and endpoint, and the status
+        beacons of its subtree (beacons travel up the tree)."""
         members = self.topology.node_ids
         return len(self.nodes) == len(members) and all(
             node.directory.certificate(other) is not None
             and node.directory.endpoint(other) is not None
-            and node.directory.status(other) is not None
+            and (node.directory.status(other) is not None
+                 or not ids.is_under(other, node.id, strict=False))
             for node in self.nodes.values() for other in members)
 
     async def wait_converged(self, timeout: float = 30.0) -> float:

@@ -17,13 +17,15 @@ sees an approval or revocation made from the command line within one gossip tick
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from protocol import ids
 from protocol.certs import Certificate, Revocation, validate_chain
-from protocol.directory import (BUCKETS, Digest, EndpointAnnouncement, MergeDecision, Outcome,
+from protocol.directory import (BUCKETS, DIGEST_KINDS, Digest, EndpointAnnouncement,
+                                MergeDecision, Outcome,
                                 Record, RecordKind, StatusBeacon, bucket_of, merge,
                                 record_bucket_value, verify_record)
 from protocol.errors import ProtocolError, UnknownOrigin
@@ -59,12 +61,19 @@ class MemberDirectory:
         # each chain's signatures once instead of per frame matters (valid_certificate).
         self._valid: dict[str, tuple[Certificate, int, int]] = {}
         self._buckets = [0] * BUCKETS
+        self._digest: Digest | None = None  # cached until a digest kind changes
+        # Fingerprints of the [kind, data] encodings of current records: a record that
+        # gossip brings again (the common case) is recognised before it is parsed.
+        self._encodings: set[bytes] = set()
         self._bucket_keys: list[set[tuple[str, str]]] = [set() for _ in range(BUCKETS)]
         self._last_change = 0
         self._listeners: list[Callable[[list[Record]], None]] = []
         self._lock = asyncio.Lock()
         self._parked: dict[tuple[str, str], Record] = {}
         self._verified_links: set[bytes] = set()  # certificate signatures checked once
+        # members(): gossip asks every round; recomputed when certificates or
+        # revocations change, or once a second (validity periods pass).
+        self._members: tuple[int, list[str]] | None = None
 
     # --- loading ---------------------------------------------------------------
 
@@ -96,7 +105,13 @@ class MemberDirectory:
 
     @property
     def digest(self) -> Digest:
-        return Digest(tuple(self._buckets))
+        if self._digest is None:
+            self._digest = Digest(tuple(self._buckets))
+        return self._digest
+
+    def holds_encoded(self, encoded: bytes) -> bool:
+        """True if ``encoded`` (the ``[kind, data]`` form) is a current record, as is."""
+        return _fingerprint(encoded) in self._encodings
 
     def __len__(self) -> int:
         return len(self._current)
@@ -185,8 +200,12 @@ class MemberDirectory:
         return True
 
     def members(self, now_ms: int) -> list[str]:
-        return sorted(r.subject for r in self.records(RecordKind.CERT)
-                      if self.is_valid_member(r.subject, now_ms))
+        """Subjects whose chain is valid now, sorted."""
+        second = now_ms // 1000
+        if self._members is None or self._members[0] != second:
+            self._members = (second, sorted(r.subject for r in self.records(RecordKind.CERT)
+                                            if self.is_valid_member(r.subject, now_ms)))
+        return list(self._members[1])
 
     # --- accepting -------------------------------------------------------------
 
@@ -252,14 +271,20 @@ class MemberDirectory:
         previous = self._current.get(record.key)
         if previous is not None and previous.hash == record.hash:
             return False
-        bucket = bucket_of(*record.key)
+        if record.kind in DIGEST_KINDS:
+            bucket = bucket_of(*record.key)
+            if previous is not None:
+                self._buckets[bucket] ^= record_bucket_value(previous.hash)
+            self._buckets[bucket] ^= record_bucket_value(record.hash)
+            self._bucket_keys[bucket].add(record.key)
+            self._digest = None
         if previous is not None:
-            self._buckets[bucket] ^= record_bucket_value(previous.hash)
-        self._buckets[bucket] ^= record_bucket_value(record.hash)
-        self._bucket_keys[bucket].add(record.key)
+            self._encodings.discard(_fingerprint(previous.encode()))
+        self._encodings.add(_fingerprint(record.encode()))
         self._current[record.key] = record
         if record.kind in (RecordKind.CERT, RecordKind.REVOCATION):
             self._valid.clear()  # any chain may have changed
+            self._members = None
         if record.kind is RecordKind.CERT and previous is not None and \
                 previous.content.keys != record.content.keys:
             self._previous_certificates[record.subject] = previous.content
@@ -273,6 +298,10 @@ class MemberDirectory:
                 listener(records)
             except Exception:  # a listener's bug must not undo a committed merge
                 log.exception("directory listener failed")
+
+
+def _fingerprint(encoded: bytes) -> bytes:
+    return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
 def _dependency_order(record: Record) -> tuple[int, int, str]:

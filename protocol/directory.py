@@ -20,18 +20,23 @@ with different bytes is *equivocation*: both are kept, the one with the smaller
 hash stays current (so every node picks the same one whatever the arrival order) and
 the other is kept as evidence for operators.
 
-**Digest**: records hash into ``BUCKETS`` buckets by key; a bucket's value is the XOR
-of the first 8 bytes of its records' hashes, and the digest's root is the hash of
-all buckets. Two nodes in sync compare roots (one small request, whatever the
-directory size); otherwise they compare buckets (fixed size) and then exchange the
-``(kind, subject, seq, hash)`` summaries of the differing buckets only, and from
-those, just the records each side lacks (``reconcile``).
+**Digest**: records of the ``DIGEST_KINDS`` hash into ``BUCKETS`` buckets by key; a
+bucket's value is the XOR of the first 8 bytes of its records' hashes, and the
+digest's root is the hash of all buckets. Two nodes in sync compare roots (one small
+request, whatever the directory size); otherwise they compare buckets (fixed size)
+and then exchange the ``(kind, subject, seq, hash)`` summaries of the differing
+buckets only, and from those, just the records each side lacks (``reconcile``).
+Status beacons stay out of the digest: they are soft state, replaced every few
+seconds and wanted by the subject's ancestors (hub operators) rather than by every
+member, so they travel up the tree (``node/gossip.py``) and never make two
+directories that agree on every certificate, revocation and endpoint look different.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from enum import Enum
 from typing import Any, Callable, Iterable, MutableSet, Sequence
 
@@ -55,6 +60,9 @@ class RecordKind(str, Enum):
     REVOCATION = "revocation"
     ENDPOINT = "endpoint"
     STATUS = "status"
+
+
+DIGEST_KINDS = frozenset({RecordKind.CERT, RecordKind.REVOCATION, RecordKind.ENDPOINT})
 
 
 # --- subject-signed records ---------------------------------------------------
@@ -270,11 +278,15 @@ def bucket_of(kind: str, subject: str) -> int:
 class Digest:
     buckets: tuple[int, ...]  # BUCKETS values, each the XOR of 8-byte record hashes
 
-    @property
+    @cached_property
     def root(self) -> bytes:
         return hashlib.sha256(self.encode_buckets()).digest()[:16]
 
     def encode_buckets(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return b"".join(value.to_bytes(BUCKET_HASH_BYTES, "big") for value in self.buckets)
 
     @classmethod
@@ -291,8 +303,11 @@ def record_bucket_value(record_hash: bytes) -> int:
 
 
 def digest_of(records: Iterable[Record]) -> Digest:
+    """The digest of a directory's current records (kinds outside ``DIGEST_KINDS`` skipped)."""
     buckets = [0] * BUCKETS
     for record in records:
+        if record.kind not in DIGEST_KINDS:
+            continue
         buckets[bucket_of(*record.key)] ^= record_bucket_value(record.hash)
     return Digest(tuple(buckets))
 

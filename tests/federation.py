@@ -17,6 +17,7 @@ from typing import Awaitable, Callable
 from click.testing import CliRunner, Result
 
 from node.app import Node
+from protocol import ids
 from node.local_federation import FederationTimeout, wait_for
 from node.cli import main
 
@@ -99,11 +100,13 @@ class Federation:
         return {node.directory.digest.root for node in self.nodes.values()}
 
     def converged(self) -> bool:
-        """Same digest everywhere, and that digest already holds every running node's
-        status beacon (so a node that just started cannot be missed)."""
+        """Same digest everywhere, holding every running node's endpoint (so a node that
+        just started cannot be missed), and every node's status beacon at its ancestors."""
         return len(self.roots()) == 1 and all(
-            node.directory.status(other) is not None
-            for node in self.nodes.values() for other in self.nodes)
+            node.directory.endpoint(other) is not None
+            for node in self.nodes.values() for other in self.nodes) and all(
+            self.nodes[above].directory.status(node_id) is not None
+            for node_id in self.nodes for above in ids.ancestors(node_id) if above in self.nodes)
 
     async def wait_converged(self, timeout: float = 20.0) -> float:
         return await wait_until(self.converged, timeout=timeout, what="directory convergence")

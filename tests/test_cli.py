@@ -379,6 +379,9 @@ async def test_status_and_directory_json(federation):
 
     shown = last_json(await govnode("directory", "show", ROOT, "--json", "--data", city_dir))
     assert shown["id"] == ROOT and shown["issuer"] == ROOT and shown["revocation"] is None
+    assert shown["status"] is None  # status beacons travel up the tree, not down
+    shown = last_json(await govnode("directory", "show", CITY, "--json", "--data",
+                                    str(federation.data_dir(ROOT))))
     assert shown["status"]["seq"] >= 1 and shown["status"]["version"]
     refused(await govnode("directory", "show", "gd.nobody", "--json", "--data", city_dir,
                           expect_ok=False), "gd.nobody is not in this node's directory")

@@ -61,6 +61,7 @@ class Coordinator:
         self.workers: list[asyncio.subprocess.Process] = []
         self.rekeyed_at: dict[str, float] = {}
         self.peak_rss_kb = 0
+        self.directory_sync_s = 0.0  # from every node serving to every node knowing every member
 
     async def run(self) -> dict:
         started = time.monotonic()
@@ -78,10 +79,13 @@ class Coordinator:
             data_dirs = {node_id: node.data_dir for node_id, node in built.items()}
             report = {"topology": self.topology.name, "nodes": len(built),
                       **reporting.documents_report(data_dirs),
+                      "directory_sync_s": self.directory_sync_s,
                       "convergence_s": reporting.convergence_report(
                           self.rekeyed_at, [r["rekey_seen"] for r in results], len(built)),
                       "faults": [f.as_dict() for f in self.faults],
                       "links": {"dropped_requests": sum(r["dropped"] for r in results)},
+                      "gossip": {"bytes_per_insync_round": reporting.percentile(
+                          [size for r in results for size in r["insync_bytes"]], 0.5)},
                       "rss_mb_total": round(self.peak_rss_kb / 1024, 1),
                       "rss_mb_per_node": round(self.peak_rss_kb / 1024 / len(built), 2),
                       "workers": self.options.workers, "seed": self.options.seed,
@@ -127,7 +131,9 @@ class Coordinator:
     async def _drive(self, built: dict[str, BuiltNode]) -> None:
         data_dirs = {n: b.data_dir for n, b in built.items()}
         with self.console.status("waiting for every node to know every member…"):
+            syncing = time.monotonic()
             await self._wait(lambda: self._certificates_everywhere(data_dirs, len(built)), 600)
+            self.directory_sync_s = round(time.monotonic() - syncing, 1)
         start_at = time.time() + 1.0
         for worker in self.workers:
             worker.stdin.write(f"go {start_at}\n".encode())

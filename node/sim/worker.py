@@ -22,6 +22,7 @@ On SIGTERM it stops its nodes cleanly and writes its result file.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import random
@@ -71,15 +72,23 @@ class Worker:
         print("ready", flush=True)
         line = await loop.run_in_executor(None, sys.stdin.readline)
         start_at = float(line.split()[1])
+        # Everything so far (nodes, synced directories) lives as long as the run: keep
+        # it out of the cyclic collector's way, or every full collection walks it all.
+        gc.collect()
+        gc.freeze()
         tasks = [asyncio.create_task(coroutine) for coroutine in (
             self._traffic(start_at), self._respond(), self._faults(start_at), self._watch(start_at))]
         await self.stop.wait()
         for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("simulator task failed", exc_info=task.exception())
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(node.stop() for node in self.nodes.values()), return_exceptions=True)
         Path(self.spec["result"]).write_text(json.dumps({
             "rekey_seen": self.rekey_seen, "dropped": self.links.dropped, "sent": self.sent,
+            "insync_bytes": [n.gossip.last_insync_bytes for n in self.nodes.values()
+                             if n.gossip.last_insync_bytes],
             "send_errors": self.send_errors}))
 
     async def _start(self, node_id: str) -> None:
@@ -193,6 +202,12 @@ class Worker:
         rekeys = [f for f in self.faults if f.kind == "rekey"]
         if not rekeys:
             return
+        # A re-key is seen when a certificate's serial passes the one held at the start
+        # (serials count per issuer: a province's hundredth child starts at 100).
+        before = {fault.target: max((node.directory.certificate(fault.target).serial
+                                     for node in self.nodes.values()
+                                     if node.directory.certificate(fault.target)), default=0)
+                  for fault in rekeys}
         while True:
             now = time.time()
             for fault in rekeys:
@@ -203,7 +218,7 @@ class Worker:
                     if node_id in seen or node.stopping:
                         continue
                     certificate = node.directory.certificate(fault.target)
-                    if certificate is not None and certificate.serial > 1:
+                    if certificate is not None and certificate.serial > before[fault.target]:
                         seen[node_id] = now
             await asyncio.sleep(WATCH_EVERY_S)
 

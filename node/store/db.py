@@ -114,6 +114,5 @@ async def _begin(connection: aiosqlite.Connection) -> None:
 
 async def data_version(connection: aiosqlite.Connection) -> int:
     """Changes when another connection (e.g. the CLI) commits to this database."""
-    async with connection.execute("PRAGMA data_version") as cursor:
-        (version,) = await cursor.fetchone()
+    ((version,),) = await connection.execute_fetchall("PRAGMA data_version")
     return version
