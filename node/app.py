@@ -293,17 +293,21 @@ class Node:
         wal, wal_seen, checked_at, flushed_at = Path(f"{self.data.database_file}-wal"), None, 0.0, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            wal_now = _file_signature(wal)
-            if wal_now != wal_seen or now - checked_at >= FULL_CHECK_MS / 1000:
-                wal_seen, checked_at = wal_now, now
-                version = await data_version(self.db)
-                if version != self._data_version:  # another connection committed
-                    self._data_version = version
-                    await self.directory.refresh()
-                    await self.delivery.start()
-            if now - flushed_at >= CONTACT_FLUSH_MS / 1000:
-                await self.contacts.flush()
-                flushed_at = now
+            try:
+                wal_now = _file_signature(wal)
+                if wal_now != wal_seen or now - checked_at >= FULL_CHECK_MS / 1000:
+                    wal_seen, checked_at = wal_now, now
+                    version = await data_version(self.db)
+                    if version != self._data_version:  # another connection committed
+                        await self.directory.refresh()
+                        await self.delivery.start()
+                        self._data_version = version
+                if now - flushed_at >= CONTACT_FLUSH_MS / 1000:
+                    flushed_at = now
+                    await self.contacts.flush()
+            except Exception:  # e.g. the database locked past busy_timeout: try again
+                log.exception("housekeeping failed; trying again next interval")
+                wal_seen = None
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
 
     def _delivery_result(self, hop: str, ok: bool, error: str) -> None:
