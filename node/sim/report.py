@@ -11,13 +11,15 @@ from __future__ import annotations
 import sqlite3
 import statistics
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 RECEIPTS_PER_COPY = 2  # delivered, signed_for (the simulated clerk signs for everything)
 
 
 def rows(database: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+    # (sqlite3's own context manager commits but does not close)
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as connection:
         return connection.execute(query).fetchall()
 
 
@@ -26,10 +28,9 @@ def progress(data_dirs: dict[str, Path]) -> dict[str, int]:
     totals = Counter()
     for data_dir in data_dirs.values():
         database = data_dir / "node.db"
-        (sent, settled), = rows(database, "SELECT COUNT(*), COALESCE(SUM(state = 'signed_for'), 0) "
-                                           "FROM deliveries")
-        (queued,), = rows(database, "SELECT COUNT(*) FROM outbox")
-        (received,), = rows(database, "SELECT COUNT(*) FROM inbound")
+        (sent, settled, queued, received), = rows(
+            database, "SELECT COUNT(*), COALESCE(SUM(state = 'signed_for'), 0), "
+                      "(SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM inbound) FROM deliveries")
         totals.update(sent=sent, settled=settled, queued=queued, received=received)
     return dict(totals)
 
