@@ -178,8 +178,9 @@ class Gossip:
 
     async def exchange(self, peer: str, push: Sequence[Record] = ()) -> ExchangeResult:
         limit = self.settings.max_records_per_request
-        upward = list(self._upward.values()) if peer == self._parent else []
-        push = (list(push) + upward)[:limit]
+        push = list(push)[:limit]
+        upward = list(self._upward.values())[:limit - len(push)] if peer == self._parent else []
+        push += upward
         reply, size = await self._request(peer, GossipBody(
             root=self.directory.digest.root, push=tuple(r.encode() for r in push)))
         self._delivered_upward(upward)
@@ -337,11 +338,16 @@ class Gossip:
             if len(fresh) > EAGER_PUSH_MAX_RECORDS:
                 self._fresh = []
                 continue  # a node catching up, not news: the rounds carry bulk better
-            peers = self.choose_push_peers()
-            root = self.directory.digest.root
-            results = await asyncio.gather(*(self.exchange_quietly(p, fresh) for p in peers))
-            self._fresh = self._fresh[len(fresh):]  # (rounds wait while a wave is pending)
-            self._settle(root, peers, results)
+            try:
+                peers = self.choose_push_peers()
+                root = self.directory.digest.root
+                results = await asyncio.gather(*(self.exchange_quietly(p, fresh) for p in peers))
+                self._settle(root, peers, results)
+            except Exception:  # rounds wait while a wave is pending: never leave one behind
+                log.exception("eager push failed; the rounds will carry these records")
+                self._quiet_root = None
+            finally:
+                self._fresh = self._fresh[len(fresh):]
             # At most one push wave per interval: what arrives meanwhile goes together.
             await sleep_unless(stop, self.settings.interval_ms / 1000)
 
