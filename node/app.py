@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from node.http_errors import REJECTIONS, refusals_middleware
 from node.inbound import Inbound
 from node.member_directory import MemberDirectory
 from node.metrics import NodeMetrics
-from node.store.db import open_database
+from node.store.db import data_version, open_database
 from node.store.directory_store import DirectoryStore
 from node.store.enrollment_store import EnrollmentStore
 from node.store.state_store import StateStore
@@ -60,7 +59,6 @@ class Node:
         self.discovery_enabled = self.config.discovery_enabled if discovery is None else discovery
         self.metrics = NodeMetrics()
         self.replay_guard = ReplayGuard()
-        self._watcher: sqlite3.Connection | None = None  # sees other processes' commits
         self.started_at = time.monotonic()
         self.urls: tuple[str, ...] = ()
         self._stop = asyncio.Event()
@@ -83,11 +81,7 @@ class Node:
         self.directory = MemberDirectory(DirectoryStore(self.db),
                                          trust_anchor=self.config.trust_anchor)
         await self.directory.load()
-        # Changes committed by other processes (the CLI) are noticed on a connection of
-        # their own: the node's connection is inside one of its own transactions much of
-        # the time when busy, and PRAGMA data_version there answers for an old snapshot.
-        self._watcher = sqlite3.connect(f"file:{self.data.database_file}?mode=ro", uri=True)
-        self._data_version = self._commits_seen()
+        self._data_version = await data_version(self.db)
         self.contacts = ContactBook(self.state)
         await self.contacts.load()
         self.session = aiohttp.ClientSession(
@@ -144,8 +138,6 @@ class Node:
         await self.delivery.stop()
         await self.runner.cleanup()
         await self.session.close()
-        if self._watcher is not None:
-            self._watcher.close()
         await self.db.close()
 
     def _link_trace(self) -> aiohttp.TraceConfig:
@@ -173,8 +165,6 @@ class Node:
             log.exception("could not save peer contacts")
         await self.runner.cleanup()
         await self.session.close()
-        if self._watcher is not None:
-            self._watcher.close()
         await self.db.close()
 
     async def _live(self) -> None:
@@ -307,7 +297,7 @@ class Node:
                 wal_now = _file_signature(wal)
                 if wal_now != wal_seen or now - checked_at >= FULL_CHECK_MS / 1000:
                     wal_seen, checked_at = wal_now, now
-                    version = self._commits_seen()
+                    version = await data_version(self.db)
                     if version != self._data_version:  # another connection committed
                         await self.directory.refresh()
                         await self.delivery.start()
@@ -319,11 +309,6 @@ class Node:
                 log.exception("housekeeping failed; trying again next interval")
                 wal_seen = None
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
-
-    def _commits_seen(self) -> int:
-        """Changes whenever another connection, ours included, commits (microseconds)."""
-        ((version,),) = self._watcher.execute("PRAGMA data_version").fetchall()
-        return version
 
     def _delivery_result(self, hop: str, ok: bool, error: str) -> None:
         if ok:

@@ -110,3 +110,9 @@ async def _begin(connection: aiosqlite.Connection) -> None:
         except Exception:  # the BEGIN failed (or the connection closed): nothing to undo
             pass
         raise
+
+
+async def data_version(connection: aiosqlite.Connection) -> int:
+    """Changes when another connection (e.g. the CLI) commits to this database."""
+    ((version,),) = await connection.execute_fetchall("PRAGMA data_version")
+    return version
