@@ -127,7 +127,7 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
                 progress("measuring the limits (raw PyNaCl, SQLite, aiohttp)…")
                 await _measure_limits(limits, temp_dir, post_server, limit_rounds)
                 progress(f"sending {docs} documents end to end…")
-                docs_per_s = await pair.throughput(docs, body)
+                docs_per_s, cpu_ms_per_doc = await pair.throughput(docs, body)
                 progress("measuring the limits again…")
                 await _measure_limits(limits, temp_dir, post_server, limit_rounds)
         progress("building the seven-node federation for latency…")
@@ -139,6 +139,7 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
         "docs": docs,
         "body_bytes": BODY_BYTES,
         "docs_per_s": round(docs_per_s, 1),
+        "cpu_ms_per_doc": cpu_ms_per_doc,
         "crypto_ceiling_docs_per_s": round(crypto, 1),
         "ratio_to_crypto": round(docs_per_s / crypto, 3),
         "sqlite_batched_rows_per_s": round(sqlite_rows, 1),
@@ -217,7 +218,8 @@ def crypto_ceiling(seconds: float) -> float:
 
 
 def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
-    """4 KiB rows inserted in transactions of 256, WAL, synchronous=FULL."""
+    """4 KiB rows with a random 16-byte key inserted in transactions of 256, WAL,
+    synchronous=FULL, into a rowid table as the node's outbox and documents are."""
     path = temp_dir / "raw-sqlite.db"
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
@@ -225,8 +227,7 @@ def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("CREATE TABLE rows (id BLOB PRIMARY KEY, data BLOB NOT NULL) "
-                           "WITHOUT ROWID")
+        connection.execute("CREATE TABLE rows (id BLOB NOT NULL UNIQUE, data BLOB NOT NULL)")
         payload = os.urandom(BODY_BYTES)
 
         def one_batch() -> None:
@@ -341,16 +342,28 @@ class _NodePair:
             return ""
         return f"; its log ends with:\n{tail}" if tail else ""
 
-    async def throughput(self, docs: int, body: str) -> float:
+    async def throughput(self, docs: int, body: str) -> tuple[float, dict[str, float | None]]:
+        """Documents per second, and CPU milliseconds per document of each process."""
         sender = self.sender
         receipts = _Arrivals(sender)
         try:
             await self._send(min(WARMUP_DOCS, docs), body, receipts, "warm-up")
+            cpu_before = self._cpu_seconds()
             started = time.perf_counter()
             elapsed = await self._send(docs, body, receipts, "measured run") - started
+            cpu_after = self._cpu_seconds()
         finally:
             receipts.close()
-        return docs / elapsed
+        cpu_ms = {side: None if cpu_before[side] is None or cpu_after[side] is None
+                  else round((cpu_after[side] - cpu_before[side]) * 1000 / docs, 3)
+                  for side in cpu_before}
+        return docs / elapsed, cpu_ms
+
+    def _cpu_seconds(self) -> dict[str, float | None]:
+        """CPU time (all threads) used so far by this process and by the receiver's."""
+        times = os.times()
+        return {"sender": times.user + times.system,
+                "receiver": _process_cpu_seconds(self.process.pid)}
 
     async def _send(self, docs: int, body: str, receipts: "_Arrivals", what: str) -> float:
         """Queue ``docs`` documents, wait for all their receipts; return the clock at the end."""
@@ -499,6 +512,16 @@ async def _wait_for(condition: Callable[[], bool], timeout: float, what: str,
         await wait_for(condition, timeout=timeout, what=what)
     except FederationTimeout as error:
         raise BenchError(f"{error}{detail()}") from None
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of another process, where /proc tells (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "pid (comm)"; utime, stime: 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _child_env() -> dict[str, str]:

@@ -3,7 +3,9 @@
 Theory of operation: migrations are the numbered ``schema/NNN_*.sql`` files. The
 database's ``PRAGMA user_version`` records the last one applied; opening applies
 the rest in order, each in its own transaction together with the version bump, so
-a crash mid-migration leaves the previous version intact.
+a crash mid-migration leaves the previous version intact. Foreign keys are off while
+migrations run (a migration may rebuild a table that others refer to) and checked
+before each one commits.
 
 ``synchronous=FULL``: a commit is on disk before it returns, which is what lets the
 node acknowledge anything it has stored.
@@ -40,24 +42,46 @@ async def open_database(path: Path) -> aiosqlite.Connection:
     await connection.execute("PRAGMA synchronous=FULL")
     await connection.execute("PRAGMA busy_timeout=5000")
     await connection.execute("PRAGMA foreign_keys=ON")
-    await _migrate(connection)
+    try:
+        await _migrate(connection)
+    except BaseException:
+        await connection.close()
+        raise
     return connection
 
 
 async def _migrate(connection: aiosqlite.Connection) -> None:
     async with connection.execute("PRAGMA user_version") as cursor:
         (current,) = await cursor.fetchone()
-    for number, script in migrations():
-        if number <= current:
-            continue
-        # executescript would commit on its own; run it inside one explicit transaction.
-        try:
-            await connection.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-        except Exception:
-            if connection.in_transaction:
-                await connection.execute("ROLLBACK")
-            raise
+    pending = [(number, script) for number, script in migrations() if number > current]
+    if not pending:
+        return
+    # A migration may rebuild a table that others refer to: SQLite's procedure is to
+    # turn foreign keys off (a no-op inside a transaction, so here, around them all)
+    # and check them before committing.
+    await connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for number, script in pending:
+            await _apply(connection, number, script)
+    finally:
+        await connection.execute("PRAGMA foreign_keys=ON")
+
+
+async def _apply(connection: aiosqlite.Connection, number: int, script: str) -> None:
+    try:
+        # executescript commits a pending transaction before it starts, never after:
+        # the script opens its own and leaves it open for the checks below.
+        await connection.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
+        broken = await connection.execute_fetchall("PRAGMA foreign_key_check")
+        if broken:
+            raise RuntimeError(f"migration {number:03d} leaves rows whose foreign keys "
+                               f"point nowhere: {list(broken)[:5]}")
+        await connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            await connection.execute("ROLLBACK")
+        raise
 
 
 _locks: "weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock]" = weakref.WeakKeyDictionary()
