@@ -10,12 +10,14 @@ anything is stored:
 2. the origin must be a member with a valid chain, and the signature must verify
    over the exact bytes received;
 3. the frame must be younger than the replay window and not from the future, and be
-   a document or a receipt (nothing else travels by transfer, not even to a relay).
+   a document or receipts (``receipt`` or ``receipts``; nothing else travels by
+   transfer, not even to a relay).
 
 Frames that pass are handled in **one transaction** for the whole batch: a frame id
 seen before is acknowledged again without storing anything (exactly-once in effect);
 a frame for this node is opened and delivered (a document: decrypted, stored, its
-``delivered`` receipt queued; a receipt: applied to the sent document); any other
+``delivered`` receipt queued, one signed frame per origin for the whole batch;
+receipts: applied to the sent documents); any other
 frame goes to the outbox for its next hop. Each frame that can still be refused at
 that point (a document that does not open, a receipt the workflow forbids) is
 refused before its first write (as is a document whose attachments exceed this
@@ -38,7 +40,8 @@ from protocol import frames, ids
 from protocol.documents import Document, decode_content, validate_attachment_limit
 from protocol.errors import BadSignature, Malformed, NotAddressedHere, ProtocolError, UnknownOrigin
 from protocol.frames import Frame
-from protocol.messages import DocumentBody, ReceiptBody
+from protocol.messages import (MAX_RECEIPTS_PER_FRAME, DocumentBody, ReceiptBody,
+                               ReceiptsBody)
 from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
@@ -60,7 +63,7 @@ class TransferResult:
     accepted: list[bytes] = field(default_factory=list)
     rejected: list[tuple[bytes, str, str]] = field(default_factory=list)
     deferred: list[tuple[bytes, str, str]] = field(default_factory=list)  # keep and retry
-    delivered_here: int = 0
+    delivered_here: int = 0  # documents and receipts (items, not frames) for this node
     forwarded: set[str] = field(default_factory=set)  # next hops that got new frames
 
 
@@ -90,7 +93,7 @@ class Inbound:
         self._verify_origin(signed, now)
         frames.check_age(frame, now_ms=now, max_age_ms=REPLAY_WINDOW_MS,
                          max_future_ms=MAX_CLOCK_SKEW_MS)
-        if not isinstance(frame.body, (DocumentBody, ReceiptBody)):  # not even to relay
+        if not isinstance(frame.body, _TRANSFERRED):  # not even to relay
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
         return frame
 
@@ -145,8 +148,8 @@ class Inbound:
             writes = _Writes(existing_documents=await context.documents.existing_documents(
                 [item[0].doc_id for item in opened.values() if isinstance(item, tuple)]))
             ledger = SentLedger(context)
-            receipts_for = [frame.body.document_id for frame in here
-                            if isinstance(frame.body, ReceiptBody)]
+            receipts_for = [receipt.document_id for frame in here
+                            for receipt in _receipts_in(frame.body)]
             if receipts_for:
                 await ledger.load(receipts_for)
             fresh: list[bytes] = []
@@ -162,6 +165,7 @@ class Inbound:
                 seen.add(frame.message_id)
                 fresh.append(frame.message_id)
                 result.accepted.append(frame.message_id)
+            writes.sign_delivered_receipts(context, now)
             await writes.save(context)
             await ledger.save()
             await context.outbox.mark_seen(fresh, now)
@@ -183,11 +187,12 @@ class Inbound:
         if isinstance(frame.body, DocumentBody):
             self._deliver_document(frame, data, now, opened[frame.message_id], writes)
             result.forwarded.add(context.next_hop(frame.origin))  # the delivered receipt
-        elif isinstance(frame.body, ReceiptBody):
+            result.delivered_here += 1
+        elif isinstance(frame.body, (ReceiptBody, ReceiptsBody)):
             ledger.accept(frame)
+            result.delivered_here += len(_receipts_in(frame.body))
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
-        result.delivered_here += 1
 
     def _open(self, frame: Frame) -> "_Opened | ProtocolError":
         """Decrypt and check a document frame for this node: the document, or the refusal."""
@@ -208,7 +213,8 @@ class Inbound:
 
     def _deliver_document(self, frame: Frame, data: bytes, now: int,
                           opened: "_Opened | ProtocolError", writes: "_Writes") -> None:
-        """Store the document and queue its ``delivered`` receipt (one per document)."""
+        """Store the document and plan its ``delivered`` receipt (one per document; the
+        batch's receipts to one origin travel together, see ``_Writes``)."""
         if isinstance(opened, ProtocolError):
             raise opened
         context = self.context
@@ -220,13 +226,11 @@ class Inbound:
                              0, now)
         state, step, receipt = plan_step(arrived, Action.DELIVER, actor=context.node_id,
                                          role=Role.SYSTEM, detail="", now=now)
-        receipt_id, receipt_frame = context.sign_frame(receipt, frame.origin)
         writes.documents.append(document_row(document, "received", now))
         writes.attachments.update(attachment_data)
         writes.inbound.append((replace(arrived, state=state.value, last_seq=step.seq), data))
         writes.receipts.append(step)
-        writes.outbox.append((receipt_id, context.next_hop(frame.origin), frame.origin,
-                              receipt_frame, now))
+        writes.delivered_receipts.setdefault(frame.origin, []).append(receipt)
 
 
 _Opened = tuple[Document, dict[bytes, bytes]]
@@ -235,7 +239,11 @@ _Opened = tuple[Document, dict[bytes, bytes]]
 @dataclass
 class _Writes:
     """What one transfer batch stores, written table by table (one ``executemany``
-    each) after every frame has been checked, inside the batch's transaction."""
+    each) after every frame has been checked, inside the batch's transaction.
+
+    The ``delivered`` receipts of the batch's documents are signed last, one frame per
+    origin (``receipts``, or a plain ``receipt`` for a single document): a batch of
+    200 documents from one sender costs one signature here and one check there."""
 
     existing_documents: set[bytes]  # doc ids held already, or added by this batch
     documents: list[DocumentRow] = field(default_factory=list)
@@ -243,6 +251,17 @@ class _Writes:
     inbound: list[tuple[InboundRow, bytes]] = field(default_factory=list)
     receipts: list[ReceiptRow] = field(default_factory=list)
     outbox: list[tuple[bytes, str, str, bytes, int]] = field(default_factory=list)
+    delivered_receipts: dict[str, list[ReceiptBody]] = field(default_factory=dict)
+
+    def sign_delivered_receipts(self, context: NodeContext, now: int) -> None:
+        for origin, receipts in self.delivered_receipts.items():
+            hop = context.next_hop(origin)
+            for start in range(0, len(receipts), MAX_RECEIPTS_PER_FRAME):
+                chunk = receipts[start:start + MAX_RECEIPTS_PER_FRAME]
+                body = chunk[0] if len(chunk) == 1 else ReceiptsBody(tuple(chunk))
+                receipt_id, receipt_frame = context.sign_frame(body, origin)
+                self.outbox.append((receipt_id, hop, origin, receipt_frame, now))
+        self.delivered_receipts = {}
 
     async def save(self, context: NodeContext) -> None:
         await context.documents.add_documents(self.documents)  # before what refers to them
@@ -250,6 +269,15 @@ class _Writes:
         await context.documents.add_inbounds(self.inbound)
         await context.documents.add_receipts(self.receipts)
         await context.outbox.add_many(self.outbox)
+
+
+_TRANSFERRED = (DocumentBody, ReceiptBody, ReceiptsBody)  # what /v1/transfer carries
+
+
+def _receipts_in(body: object) -> tuple[ReceiptBody, ...]:
+    if isinstance(body, ReceiptsBody):
+        return body.items
+    return (body,) if isinstance(body, ReceiptBody) else ()
 
 
 def _message_id_of(data: bytes) -> bytes:

@@ -9,7 +9,8 @@ from 1 (``seq``) and check them against the one transition table
   step is recorded, the state advances and a signed receipt frame to the origin is
   queued, in the caller's transaction.
 - **Sender** (``accept_receipt``; ``SentLedger`` for a whole transfer batch, with one
-  read and one write per table): a receipt must come from the recipient of that
+  read and one write per table; a ``receipts`` frame is applied item by item and
+  only as a whole, see ``SentLedger.accept``): a receipt must come from the recipient of that
   delivery. The next expected step is applied only if the table allows it (else
   ``illegal_transition``, nothing stored); a step that arrives ahead of a missing one
   is kept unapplied and applied when the gap is filled, since frames on different
@@ -26,7 +27,7 @@ from dataclasses import replace
 from protocol import workflow
 from protocol.errors import IllegalTransition, NotPermitted, ProtocolError
 from protocol.frames import Frame
-from protocol.messages import ReceiptBody
+from protocol.messages import ReceiptBody, ReceiptsBody
 from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
@@ -63,9 +64,10 @@ async def take_step(context: NodeContext, inbound: InboundRow, action: Action, *
 
 
 async def accept_receipt(context: NodeContext, frame: Frame) -> None:
-    """Apply one receipt frame addressed to this node (inside a transaction)."""
+    """Apply one receipt(s) frame addressed to this node (inside a transaction)."""
     ledger = SentLedger(context)
-    await ledger.load([frame.body.document_id])
+    items = frame.body.items if isinstance(frame.body, ReceiptsBody) else (frame.body,)
+    await ledger.load([receipt.document_id for receipt in items])
     ledger.accept(frame)
     await ledger.save()
 
@@ -94,14 +96,36 @@ class SentLedger:
         self._waiting.update(await documents.waiting_receipts(message_ids))
 
     def accept(self, frame: Frame) -> None:
-        receipt: ReceiptBody = frame.body
+        """Apply a ``receipt`` or ``receipts`` frame, or raise the refusal of its first
+        refused item having changed nothing: a batch applies whole or not at all."""
+        if isinstance(frame.body, ReceiptBody):
+            self._accept_one(frame.origin, frame.body)
+            return
+        body: ReceiptsBody = frame.body
+        before = self._snapshot()
+        try:
+            for receipt in body.items:
+                self._accept_one(frame.origin, receipt)
+        except ProtocolError:
+            self._restore(before)
+            raise
+
+    def _snapshot(self) -> tuple:
+        return (dict(self._deliveries), {mid: dict(w) for mid, w in self._waiting.items()},
+                len(self._new), len(self._applied), len(self._dropped), set(self._changed))
+
+    def _restore(self, snapshot: tuple) -> None:
+        self._deliveries, self._waiting, new, applied, dropped, self._changed = snapshot
+        del self._new[new:], self._applied[applied:], self._dropped[dropped:]
+
+    def _accept_one(self, origin: str, receipt: ReceiptBody) -> None:
         message_id = receipt.document_id
         delivery = self._deliveries.get(message_id)
         if delivery is None:
             raise IllegalTransition(f"receipt for document frame {message_id.hex()}, "
                                     f"which this node did not send")
-        if delivery.recipient != frame.origin:
-            raise NotPermitted(f"receipt from {frame.origin} for the copy sent to "
+        if delivery.recipient != origin:
+            raise NotPermitted(f"receipt from {origin} for the copy sent to "
                                f"{delivery.recipient}")
         action = workflow.action_for_receipt(receipt.step)
         if receipt.seq <= delivery.last_seq:

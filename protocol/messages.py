@@ -80,6 +80,41 @@ class ReceiptBody:
         )
 
 
+MAX_RECEIPTS_PER_FRAME = 256
+
+
+@dataclass(frozen=True)
+class ReceiptsBody:
+    """Several end-to-end receipts from one destination to one origin, one signature.
+
+    A destination that stores a transfer batch of documents answers the documents of
+    one origin with one ``receipts`` frame instead of one ``receipt`` frame each: one
+    signature to make and check and one frame to relay, instead of hundreds. Each item
+    reads exactly as a ``receipt`` body; the origin accepts the frame only if it
+    accepts every item (one refused item refuses the frame, and nothing of it is
+    stored), so a batch never half-applies.
+    """
+
+    type_name: ClassVar[str] = "receipts"
+    items: tuple[ReceiptBody, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"items": [item.to_wire() for item in self.items]}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> "ReceiptsBody":
+        values = fields.array("items")
+        if not 1 <= len(values) <= MAX_RECEIPTS_PER_FRAME:
+            raise Malformed(f"receipts body: field 'items' must hold 1 to "
+                            f"{MAX_RECEIPTS_PER_FRAME} receipts, got {len(values)}")
+        items = []
+        for index, value in enumerate(values):
+            item_fields = Fields(value, f"receipts body: item {index}")
+            items.append(ReceiptBody.from_wire(item_fields))
+            item_fields.done()
+        return cls(items=tuple(items))
+
+
 @dataclass(frozen=True)
 class PingBody:
     """Liveness probe between neighbours; carries the sender's directory root."""
@@ -188,5 +223,6 @@ def _is_refusal(item: Any) -> bool:
 # The table: frame type -> body class. A type not listed here is ``unknown_type``.
 BODY_TYPES: dict[str, type] = {
     body.type_name: body
-    for body in (DocumentBody, ReceiptBody, PingBody, GossipBody, GossipReplyBody)
+    for body in (DocumentBody, ReceiptBody, ReceiptsBody, PingBody, GossipBody,
+                 GossipReplyBody)
 }

@@ -98,6 +98,13 @@ def generate() -> dict[str, bytes]:
         origin="gd.chaozhou.raoping", destination="gd", created_at=NOW_MS + 60_000,
         message_id=bytes(range(16, 32)))
     vectors["frame.receipt"] = frames.encode_frame(receipt, fed.county)
+    delivered = messages.ReceiptsBody(tuple(
+        messages.ReceiptBody(document_id=bytes([first] * 16), seq=1, step="delivered",
+                             actor="gd.chaozhou.raoping", at=NOW_MS + 1000)
+        for first in (1, 2)))
+    vectors["frame.receipts"] = frames.encode_frame(frames.make_frame(
+        delivered, origin="gd.chaozhou.raoping", destination="gd", created_at=NOW_MS + 1000,
+        message_id=bytes(range(32, 48))), fed.county)
     revocation = certs.revoke(fed.city, signer="gd.chaozhou", subject="gd.chaozhou.raoping",
                               up_to_serial=1, reason="key compromised", revoked_at=NOW_MS + 1000)
     vectors["revocation.raoping"] = revocation.encode()

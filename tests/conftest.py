@@ -7,9 +7,11 @@ import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 LOOPBACK = "127.0.0.1"
 MDNS_GROUP = "224.0.0.251"
@@ -62,3 +64,11 @@ def loopback_multicast() -> Iterator[str]:
             _set_lo_multicast(False)
 
 
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for modules whose tests share the module's event loop (as their
+    module-scoped federation does)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session

@@ -62,11 +62,6 @@ async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
     await federation.stop_all()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
-
 
 @pytest.fixture
 def root(federation: Federation) -> Node:

@@ -25,7 +25,8 @@ from protocol.frames import (FRAME_VERSION, MAX_TYPE_LEN, Frame, SignedFrame, ch
 from protocol.ids import MAX_ID_LEN
 from protocol.keys import NodeKeys
 from protocol.messages import (BODY_TYPES, MAX_TEXT, MESSAGE_ID_BYTES, DocumentBody,
-                               GossipBody, GossipReplyBody, PingBody, ReceiptBody)
+                               GossipBody, GossipReplyBody, PingBody, ReceiptBody,
+                               ReceiptsBody)
 from protocol.signing import (SIGNATURE_BYTES, Domain, decode_envelope, encode_envelope,
                               sign_bytes, verify_bytes)
 from protocol.wire import DEFAULT_LIMITS, Limits, pack
@@ -55,6 +56,15 @@ def receipt_frame() -> Frame:
                       created_at=NOW_MS, message_id=MSG_ID)
 
 
+def receipts_frame() -> Frame:
+    items = (ReceiptBody(document_id=DOC_ID, seq=1, step="delivered", actor="gd.finance",
+                         at=NOW_MS),
+             ReceiptBody(document_id=MSG_ID, seq=1, step="delivered", actor="gd.finance",
+                         at=NOW_MS))
+    return make_frame(ReceiptsBody(items), origin="gd.finance", destination="gd.chaozhou",
+                      created_at=NOW_MS, message_id=MSG_ID)
+
+
 def document_frame() -> Frame:
     return make_frame(DocumentBody(b"\x01" * 80), origin="gd.chaozhou",
                       destination="gd.chaozhou.raoping", created_at=NOW_MS, message_id=MSG_ID)
@@ -74,7 +84,8 @@ def gossip_reply_frame() -> Frame:
                       message_id=MSG_ID)
 
 
-FIXED_FRAMES = {"ping": ping_frame, "receipt": receipt_frame, "document": document_frame,
+FIXED_FRAMES = {"ping": ping_frame, "receipt": receipt_frame, "receipts": receipts_frame,
+                "document": document_frame,
                 "gossip": gossip_frame, "gossip_reply": gossip_reply_frame}
 
 
@@ -122,6 +133,8 @@ RECEIPT_BODIES = st.builds(
     at=TIMES,
     detail=st.text(max_size=60),
 )
+RECEIPTS_BODIES = st.lists(RECEIPT_BODIES, min_size=1, max_size=4).map(
+    lambda items: ReceiptsBody(tuple(items)))
 PING_BODIES = st.builds(PingBody, directory_root=st.binary(max_size=64))
 SHORT_TEXT = st.text(max_size=12)
 GOSSIP_BODIES = st.builds(
@@ -142,7 +155,7 @@ GOSSIP_REPLY_BODIES = st.builds(
     refused=st.lists(st.tuples(SHORT_TEXT, SHORT_TEXT, SHORT_TEXT), max_size=3).map(tuple),
 )
 # document/receipt/ping are the core types; gossip rides along so it is covered too.
-BODIES = st.one_of(DOCUMENT_BODIES, RECEIPT_BODIES, PING_BODIES, GOSSIP_BODIES,
+BODIES = st.one_of(DOCUMENT_BODIES, RECEIPT_BODIES, RECEIPTS_BODIES, PING_BODIES, GOSSIP_BODIES,
                    GOSSIP_REPLY_BODIES)
 
 
@@ -723,6 +736,33 @@ def test_gossip_item_cap_applies_even_with_looser_msgpack_limits():
         parse_frame(envelope_for(value), loose)
     with pytest.raises(Malformed, match="max_array_len"):
         parse_frame(envelope_for(value))
+
+
+RECEIPT_ITEM = WIRE_BY_TYPE["receipt"]["b"]
+
+
+@pytest.mark.parametrize(("items", "expected"), [
+    ((), "1 to 256 receipts, got 0"),
+    ((RECEIPT_ITEM,) * 257, "1 to 256 receipts, got 257"),
+    ((RECEIPT_ITEM, "not a map"), "item 1: expected a map"),
+    ((RECEIPT_ITEM, with_field(RECEIPT_ITEM, "extra", 1)), "item 1: unknown field"),
+    (({k: v for k, v in RECEIPT_ITEM.items() if k != "seq"},), "item 0: missing field 'seq'"),
+    ((with_field(RECEIPT_ITEM, "seq", 0),), "item 0: field 'seq' out of range"),
+    ((with_field(RECEIPT_ITEM, "doc", b"short"),), "item 0: field 'doc' must be 16 bytes"),
+], ids=["empty", "too-many", "not-a-map", "extra-field", "missing-seq", "seq0", "short-doc"])
+def test_receipts_body_refuses_bad_items(items, expected):
+    value = with_body_field(WIRE_BY_TYPE["receipts"], "items", items)
+    with pytest.raises(Malformed) as info:
+        parse_frame(envelope_for(value))
+    assert info.value.code == "malformed"
+    assert "receipts body" in info.value.detail and expected in info.value.detail
+
+
+def test_receipts_body_round_trips_every_item():
+    frame = receipts_frame()
+    parsed = parse_and_verify(encode_frame(frame, ORIGIN_KEYS))
+    assert parsed == frame and [item.document_id for item in parsed.body.items] == [DOC_ID,
+                                                                                  MSG_ID]
 
 
 # make_frame checks only the envelope; a body the sender got wrong is the receiver's to refuse.

@@ -16,36 +16,33 @@ separate read-only SQLite connection, once every outbox in the federation is emp
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from federation import Federation, govnode, wait_until
+from transfer_helpers import (CHAOZHOU, DOCUMENT_TABLES, RAOPING, ROOT, SHANTOU,
+                              assert_body_refused, assert_refused, counts, delivered_document,
+                              delivery_row, document_frame, draft, edited_content, frame, post,
+                              quiet, read_rows, receipt_frame, snapshot, stores_nothing,
+                              transfer)
 from node import actions
-from node.app import Node
 from node.clock import now_ms
 from node.http_api import MAX_TRANSFER_BYTES
 from node.inbound import MAX_CLOCK_SKEW_MS, NEWER_KEY_GRACE_MS, REPLAY_WINDOW_MS
 from node.sending import AttachmentFile, attach, send_document
 from protocol import frames, sealing
-from protocol.documents import CONTENT_LIMITS, Document, encode_content
+from protocol.documents import encode_content
 from protocol.errors import InvalidDocument
 from protocol.keys import NodeKeys
-from protocol.messages import DocumentBody, PingBody, ReceiptBody
+from protocol.messages import DocumentBody, PingBody
 from protocol.signing import encode_envelope
-from protocol.wire import pack, unpack
+from protocol.wire import pack
 from protocol.workflow import Action
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ROOT, CHAOZHOU, SHANTOU, RAOPING = "gd", "gd.chaozhou", "gd.shantou", "gd.chaozhou.raoping"
-DOCUMENT_TABLES = ("documents", "attachments", "deliveries", "inbound", "receipts", "outbox",
-                   "seen")
-MSGPACK_HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -63,150 +60,6 @@ async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
     yield federation
     await federation.stop_all()
 
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
-
-
-# --- observing a node from outside ----------------------------------------------------
-
-
-def _read(node: Node, query: str) -> list[tuple]:
-    connection = sqlite3.connect(f"file:{node.data.database_file}?mode=ro", uri=True)
-    try:
-        return connection.execute(query).fetchall()
-    finally:
-        connection.close()
-
-
-def snapshot(node: Node) -> dict[str, list[tuple]]:
-    """Every row of the tables that hold documents and their delivery, read-only."""
-    return {table: _read(node, f"SELECT * FROM {table} ORDER BY 1, 2")
-            for table in DOCUMENT_TABLES}
-
-
-def counts(node: Node) -> dict[str, int]:
-    return {table: len(rows) for table, rows in snapshot(node).items()}
-
-
-async def quiet(federation: Federation) -> None:
-    """Nothing in flight: every outbox is empty (a frame leaves its sender's outbox
-    only after the next hop has committed it, so nothing can still land anywhere)."""
-    await wait_until(lambda: all(not _read(node, "SELECT 1 FROM outbox LIMIT 1")
-                                 for node in federation.nodes.values()),
-                     what="every outbox to drain")
-
-
-@asynccontextmanager
-async def stores_nothing(federation: Federation, node: Node) -> AsyncIterator[None]:
-    await quiet(federation)
-    before = snapshot(node)
-    yield
-    assert snapshot(node) == before, f"refused input changed what {node.id} stores"
-
-
-# --- talking to /v1/transfer -------------------------------------------------------------
-
-
-async def post(http: aiohttp.ClientSession, node: Node, body: Any,
-               headers: dict[str, str] = MSGPACK_HEADERS) -> tuple[int, dict]:
-    async with http.post(node.urls[0] + "/v1/transfer", data=body, headers=headers) as response:
-        return response.status, unpack(await response.read())
-
-
-async def transfer(http: aiohttp.ClientSession, node: Node, batch: list[bytes],
-                   sender: str = CHAOZHOU) -> dict:
-    status, answer = await post(http, node, pack({"from": sender, "frames": batch}))
-    assert status == 200, answer
-    assert set(answer) == {"accepted", "rejected", "deferred"}, answer
-    return answer
-
-
-def assert_refused(answer: dict, message_id: bytes, code: str, *, kind: str = "rejected") -> str:
-    """Exactly this frame refused (or, with kind="deferred", kept back) with ``code``;
-    returns the detail."""
-    assert answer["accepted"] == (), answer
-    other = "deferred" if kind == "rejected" else "rejected"
-    assert answer[other] == (), answer
-    ((refused_id, refused_code, detail),) = answer[kind]
-    assert (refused_id, refused_code) == (message_id, code), answer
-    assert isinstance(detail, str) and detail.strip()
-    return detail
-
-
-def assert_body_refused(status: int, answer: dict, code: str) -> None:
-    assert set(answer) == {"error", "detail"}, answer
-    assert answer["error"] == code, answer
-    assert status == (413 if code == "too_large" else 400), (status, answer)
-    assert isinstance(answer["detail"], str) and answer["detail"].strip()
-
-
-# --- crafting frames ------------------------------------------------------------------------
-
-
-def frame(body, *, origin: str, destination: str, keys: NodeKeys,
-          created_at: int | None = None) -> tuple[bytes, bytes]:
-    """(message id, signed frame bytes)."""
-    message_id = frames.new_message_id()
-    made = frames.make_frame(body, origin=origin, destination=destination,
-                             created_at=now_ms() if created_at is None else created_at,
-                             message_id=message_id)
-    return message_id, frames.encode_frame(made, keys)
-
-
-def draft(issuer_id: str, to: list[str], **fields: Any) -> Document:
-    values = dict(doc_id=frames.new_message_id(), title="关于开展汛前安全检查的通知", kind="通知",
-                  issuer="测试发文机关", issuer_id=issuer_id, main_recipients=tuple(to),
-                  doc_number="潮府办〔2026〕3号", body="请各单位于五月底前完成检查。",
-                  created_at=now_ms())
-    values.update(fields)
-    return Document(**values)
-
-
-def document_frame(sender: Node, recipient: Node, *, content: bytes | None = None,
-                   box_key: bytes | None = None, created_at: int | None = None,
-                   **fields: Any) -> tuple[bytes, bytes]:
-    """A document frame from ``sender`` to ``recipient``, sealed to its key by default."""
-    if content is None:
-        content = encode_content(draft(sender.id, [recipient.id], **fields), {})
-    sealed = sealing.seal(content, box_key or recipient.keys.public.box_key)
-    return frame(DocumentBody(sealed), origin=sender.id, destination=recipient.id,
-                 keys=sender.keys, created_at=created_at)
-
-
-def receipt_frame(sender: Node, recipient: Node, document_id: bytes, seq: int, step: str,
-                  detail: str = "") -> tuple[bytes, bytes]:
-    body = ReceiptBody(document_id=document_id, seq=seq, step=step, actor="王科长",
-                       at=now_ms(), detail=detail)
-    return frame(body, origin=sender.id, destination=recipient.id, keys=sender.keys)
-
-
-def edited_content(**changes: Any) -> bytes:
-    """A valid content map, re-packed with ``changes`` (so it skips the sender's checks)."""
-    content = unpack(encode_content(draft(ROOT, [CHAOZHOU]), {}), CONTENT_LIMITS)
-    return pack({**content, **changes})
-
-
-async def delivery_row(node: Node, message_id: bytes) -> tuple[str, int]:
-    row = await node.context.documents.delivery(message_id)
-    return row.state, row.last_seq
-
-
-async def delivered_document(federation: Federation) -> bytes:
-    """A real document sent by gd to gd.chaozhou, its ``delivered`` receipt back at gd;
-    returns the message id of gd's delivery (what receipts name)."""
-    root = federation.nodes[ROOT]
-    sent = await send_document(root.context, draft(ROOT, [CHAOZHOU]))
-    ((_, message_id),) = sent.deliveries
-
-    async def delivered() -> bool:
-        return await delivery_row(root, message_id) == ("delivered", 1)
-
-    await wait_until(delivered, what="the delivered receipt back at gd")
-    await quiet(federation)
-    return message_id
 
 
 # --- forged origin ------------------------------------------------------------------------
@@ -299,7 +152,7 @@ async def test_a_relayed_frame_replayed_to_the_relay_is_forwarded_once(federatio
     root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
     message_id, data = document_frame(chaozhou, shantou)
     assert await transfer(http, root, [data]) == {"accepted": (message_id,), "rejected": (), "deferred": ()}
-    await wait_until(lambda: bool(_read(shantou, "SELECT 1 FROM inbound WHERE message_id = "
+    await wait_until(lambda: bool(read_rows(shantou, "SELECT 1 FROM inbound WHERE message_id = "
                                                  f"x'{message_id.hex()}'")),
                      what="the relayed frame at gd.shantou")
     async with stores_nothing(federation, root), stores_nothing(federation, shantou):
@@ -357,7 +210,7 @@ async def test_a_frame_on_its_route_is_relayed_and_arrives(federation, http):
     message_id, data = document_frame(raoping, shantou)
     assert await transfer(http, root, [data], sender=RAOPING) == {"accepted": (message_id,),
                                                                   "rejected": (), "deferred": ()}
-    await wait_until(lambda: bool(_read(shantou, "SELECT 1 FROM inbound WHERE message_id = "
+    await wait_until(lambda: bool(read_rows(shantou, "SELECT 1 FROM inbound WHERE message_id = "
                                                  f"x'{message_id.hex()}'")),
                      what="the frame relayed to gd.shantou")
 
@@ -418,13 +271,13 @@ async def test_an_early_receipt_waits_for_the_missing_one_then_both_apply(federa
     third_id, third = receipt_frame(chaozhou, root, delivery_id, 3, "assigned")
     assert await transfer(http, root, [third]) == {"accepted": (third_id,), "rejected": (), "deferred": ()}
     assert await delivery_row(root, delivery_id) == ("delivered", 1)
-    assert [(seq, step, applied) for seq, step, applied in _read(
+    assert [(seq, step, applied) for seq, step, applied in read_rows(
         root, f"SELECT seq, step, applied FROM receipts WHERE message_id = "
               f"x'{delivery_id.hex()}' ORDER BY seq")] == [(1, "delivered", 1), (3, "assigned", 0)]
     second_id, second = receipt_frame(chaozhou, root, delivery_id, 2, "signed_for")
     assert await transfer(http, root, [second]) == {"accepted": (second_id,), "rejected": (), "deferred": ()}
     assert await delivery_row(root, delivery_id) == ("assigned", 3)
-    assert [(seq, step, applied) for seq, step, applied in _read(
+    assert [(seq, step, applied) for seq, step, applied in read_rows(
         root, f"SELECT seq, step, applied FROM receipts WHERE message_id = "
               f"x'{delivery_id.hex()}' ORDER BY seq")] == [
         (1, "delivered", 1), (2, "signed_for", 1), (3, "assigned", 1)]
@@ -449,7 +302,7 @@ async def test_an_early_receipt_the_table_forbids_is_dropped_when_its_turn_comes
         assert await transfer(http, root, [data]) == {"accepted": (message_id,), "rejected": (), "deferred": ()}
     assert await delivery_row(root, delivery_id) == ("signed_for", 2)
     steps = f"SELECT seq, step FROM receipts WHERE message_id = x'{delivery_id.hex()}' ORDER BY seq"
-    assert _read(root, steps) == [(1, "delivered"), (2, "signed_for")]
+    assert read_rows(root, steps) == [(1, "delivered"), (2, "signed_for")]
     # The gap is open again: a legal third step applies.
     fixed_id, fixed = receipt_frame(chaozhou, root, delivery_id, 3, "assigned")
     assert await transfer(http, root, [fixed]) == {"accepted": (fixed_id,), "rejected": (), "deferred": ()}
@@ -544,9 +397,9 @@ async def test_one_bad_frame_does_not_spoil_a_good_one_in_the_same_batch(federat
     assert answer["accepted"] == (good_id,)
     assert sorted((mid, code) for mid, code, _ in answer["rejected"]) == [
         (b"", "malformed"), (bad_id, "cannot_decrypt")]
-    stored = {row[0] for row in _read(chaozhou, "SELECT message_id FROM inbound")}
+    stored = {row[0] for row in read_rows(chaozhou, "SELECT message_id FROM inbound")}
     assert good_id in stored and bad_id not in stored
-    assert not _read(chaozhou, f"SELECT 1 FROM seen WHERE message_id = x'{bad_id.hex()}'")
+    assert not read_rows(chaozhou, f"SELECT 1 FROM seen WHERE message_id = x'{bad_id.hex()}'")
 
 
 # --- oversized attachments and transfers -----------------------------------------------------

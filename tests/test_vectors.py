@@ -69,6 +69,14 @@ def test_receipt_frame_vector(spec_vectors):
     assert ids.route(frame.origin, frame.destination) == ("gd.chaozhou", "gd")
 
 
+def test_receipts_frame_vector(spec_vectors):
+    frame = frames.parse_frame(spec_vectors["frame.receipts"]).verify(
+        spec_vectors["key.raoping.verify_key"])
+    assert frame.type == "receipts" and frame.destination == "gd"
+    assert [(item.document_id, item.seq, item.step) for item in frame.body.items] == [
+        (bytes([1] * 16), 1, "delivered"), (bytes([2] * 16), 1, "delivered")]
+
+
 def test_revocation_vector_verifies_under_the_city_and_revokes_the_county(spec_vectors):
     chain = _chain(spec_vectors)
     revocation = certs.decode_revocation(spec_vectors["revocation.raoping"])
