@@ -33,6 +33,7 @@ changes run in memory in arrival order (``_Writes``, ``receipts.SentLedger``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -56,6 +57,7 @@ log = logging.getLogger("govnode.inbound")
 REPLAY_WINDOW_MS = 30 * 24 * 3600 * 1000  # store-and-forward can take days; dedupe covers it
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 NEWER_KEY_GRACE_MS = 5 * 60 * 1000  # how long a frame failing its signature is deferred
+OPEN_OFF_LOOP_FRAMES = 16  # from this many documents in a transfer, open them in a thread
 
 
 @dataclass
@@ -141,8 +143,8 @@ class Inbound:
         here = [frame for frame, _ in checked if frame.destination == context.node_id]
         # Opening is the costly part: done before taking the write lock. A refusal found
         # here waits for the dedupe below (a frame accepted before is acknowledged again).
-        opened = {frame.message_id: self._open(frame) for frame in here
-                  if isinstance(frame.body, DocumentBody)}
+        opened = await self._open_all([frame for frame in here
+                                       if isinstance(frame.body, DocumentBody)])
         async with transaction(context.db):
             seen = await context.outbox.seen_among([frame.message_id for frame, _ in checked])
             writes = _Writes(existing_documents=await context.documents.existing_documents(
@@ -194,8 +196,20 @@ class Inbound:
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
 
+    async def _open_all(self, documents: list[Frame]) -> dict[bytes, "_Opened | ProtocolError"]:
+        """Each document frame's ``_open`` result, by message id. Many of them are opened
+        in a worker thread (PyNaCl lets go of the GIL), so the loop meanwhile serves
+        the next transfer and the node's own deliveries."""
+        def open_each() -> dict[bytes, "_Opened | ProtocolError"]:
+            return {frame.message_id: self._open(frame) for frame in documents}
+
+        if len(documents) < OPEN_OFF_LOOP_FRAMES:
+            return open_each()
+        return await asyncio.to_thread(open_each)
+
     def _open(self, frame: Frame) -> "_Opened | ProtocolError":
-        """Decrypt and check a document frame for this node: the document, or the refusal."""
+        """Decrypt and check a document frame for this node: the document, or the refusal.
+        Safe in a worker thread: it reads only the node's keys, id and configuration."""
         context = self.context
         try:
             content = context.open_sealed(frame.body.sealed)

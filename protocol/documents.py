@@ -53,7 +53,8 @@ __all__ = [
     "MAX_ATTACHMENTS", "MAX_ATTACHMENT_NAME_CHARS", "MAX_MEDIA_TYPE_CHARS",
     "MAX_ATTACHMENTS_BYTES", "MAX_RECIPIENTS", "MAX_CONTENT_BYTES", "CONTENT_LIMITS",
     "FIELD_LABELS", "Attachment", "Document", "validate_document",
-    "validate_attachment_limit", "encode_content", "decode_content", "normalise_doc_number",
+    "validate_attachment_limit", "encode_content", "encode_valid_content", "decode_content",
+    "normalise_doc_number",
 ]
 
 # The reply kinds by the kind they answer (workflow.py), still reachable from here.
@@ -72,7 +73,13 @@ def encode_content(doc: Document, attachment_data: Mapping[bytes, bytes]) -> byt
     ``attachment_data`` maps each attachment's SHA-256 to its bytes; every attachment
     must have its data there, of its size and hashing to its address.
     """
-    doc = validate_document(doc)
+    return encode_valid_content(validate_document(doc), attachment_data)
+
+
+def encode_valid_content(doc: Document, attachment_data: Mapping[bytes, bytes]) -> bytes:
+    """``encode_content`` for a document ``validate_document`` returned, which is not
+    validated again (a sender validates once; a receiver validates what it decodes
+    whatever the sender did). The attachment data is still checked."""
     if not isinstance(attachment_data, Mapping):
         raise _refuse("attachments", "data must be a mapping of SHA-256 to bytes")
     verified: dict[bytes, bytes] = {}

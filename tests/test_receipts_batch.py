@@ -1,6 +1,8 @@
-"""``receipts`` frames: a transfer batch's ``delivered`` receipts travel under one signature.
+"""Batches: many documents queued in one call, and a transfer batch's ``delivered``
+receipts under one signature (``receipts`` frames).
 
-A destination that stores several documents from one origin in one transfer answers
+``send_documents`` validates every draft before anything is stored and, for many
+frames, seals and signs them in a worker thread. A destination that stores several documents from one origin in one transfer answers
 with one ``receipts`` frame (one ``receipt`` frame for a single document); the origin
 applies such a frame whole or not at all. Real nodes, real HTTP, frames crafted with
 the nodes' own keys.
@@ -18,7 +20,8 @@ from transfer_helpers import (CHAOZHOU, ROOT, SHANTOU, assert_refused, delivered
                               delivery_row, draft, frame, quiet, read_rows, stores_nothing,
                               transfer)
 from node.clock import now_ms
-from node.sending import send_documents
+from node.sending import SEAL_OFF_LOOP_FRAMES, send_documents
+from protocol.errors import InvalidDocument
 from protocol import frames
 from protocol.messages import ReceiptBody, ReceiptsBody
 
@@ -117,3 +120,35 @@ async def test_a_refused_frame_leaves_the_rest_of_the_batch_applied(federation, 
                                              f"x'{good_id.hex()}'"), what="good frame seen")
     assert await delivery_row(root, good) == ("signed_for", 2)
     assert await delivery_row(root, other) == ("delivered", 1)
+
+
+async def test_many_documents_sealed_off_the_loop_each_arrive_once(federation):
+    root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
+    drafts = [draft(ROOT, [CHAOZHOU], cc_recipients=(SHANTOU,), title=f"第{n}号通知")
+              for n in range(SEAL_OFF_LOOP_FRAMES)]  # twice the threshold in frames
+    sent = await send_documents(root.context, drafts)
+    deliveries = [message_id for document in sent for _, message_id in document.deliveries]
+    assert len(deliveries) == 2 * SEAL_OFF_LOOP_FRAMES
+
+    async def all_delivered() -> bool:
+        return [await delivery_row(root, mid) for mid in deliveries] == \
+            [("delivered", 1)] * len(deliveries)
+
+    await wait_until(all_delivered, what="every delivered receipt back at gd")
+    for node in (chaozhou, shantou):
+        titles = sorted(title for (title,) in read_rows(
+            node, "SELECT title FROM documents WHERE title LIKE '第%号通知'"))
+        assert titles == sorted(d.title for d in drafts), node.id  # each once, and readable
+
+
+async def test_one_bad_draft_queues_none_of_the_batch(federation):
+    root = federation.nodes[ROOT]
+    good = [draft(ROOT, [CHAOZHOU], cc_recipients=(SHANTOU,)) for _ in range(SEAL_OFF_LOOP_FRAMES)]
+    stranger = draft(ROOT, ["gd.nowhere"])
+    async with stores_nothing(federation, root):
+        with pytest.raises(InvalidDocument, match="gd.nowhere is not a valid member"):
+            await send_documents(root.context, good + [stranger])
+    twice = good[:1] * 2
+    async with stores_nothing(federation, root):
+        with pytest.raises(InvalidDocument, match="already used"):
+            await send_documents(root.context, good + twice)
