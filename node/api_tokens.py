@@ -14,11 +14,10 @@ import hashlib
 import re
 import secrets
 
-import aiosqlite
-
 from protocol.workflow import Role
 
 from node.clock import now_ms
+from node.store.connection import Database
 from node.store.db import transaction
 from node.store.token_store import TokenRow, TokenStore
 
@@ -56,7 +55,7 @@ def parse_role(role: Role | str) -> Role:
     return parsed
 
 
-async def create_token(db: aiosqlite.Connection, name: str, role: Role | str) -> str:
+async def create_token(db: Database, name: str, role: Role | str) -> str:
     """A new token for ``name`` acting as ``role``; returned once, stored as its hash."""
     name, parsed = _valid_name(name), parse_role(role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -68,7 +67,7 @@ async def create_token(db: aiosqlite.Connection, name: str, role: Role | str) ->
     return token
 
 
-async def verify(db: aiosqlite.Connection, token: str) -> tuple[str, Role] | None:
+async def verify(db: Database, token: str) -> tuple[str, Role] | None:
     """(name, role) of a current token, or None for anything else."""
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) \
             or len(token) > MAX_TOKEN_CHARS:
@@ -82,7 +81,7 @@ async def verify(db: aiosqlite.Connection, token: str) -> tuple[str, Role] | Non
         return None
 
 
-async def revoke_token(db: aiosqlite.Connection, name: str) -> None:
+async def revoke_token(db: Database, name: str) -> None:
     """Remove the token called ``name``; refused if there is none."""
     name = _valid_name(name)
     async with transaction(db):
@@ -90,5 +89,5 @@ async def revoke_token(db: aiosqlite.Connection, name: str) -> None:
             raise TokenError(f"no token named {name!r}")
 
 
-async def list_tokens(db: aiosqlite.Connection) -> list[TokenRow]:
+async def list_tokens(db: Database) -> list[TokenRow]:
     return await TokenStore(db).all()

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import aiosqlite
-
 from protocol import frames, ids, sealing
 from protocol.errors import CannotDecrypt
 from protocol.keys import NodeKeys
@@ -21,6 +19,7 @@ from protocol.messages import Body
 from node.clock import now_ms
 from node.config import NodeConfig
 from node.member_directory import MemberDirectory
+from node.store.connection import Database
 from node.store.document_store import DocumentStore
 from node.store.outbox_store import OutboxStore
 
@@ -31,7 +30,7 @@ class NodeContext:
     keys: NodeKeys
     config: NodeConfig
     directory: MemberDirectory
-    db: aiosqlite.Connection
+    db: Database
     documents: DocumentStore = field(init=False)
     outbox: OutboxStore = field(init=False)
     wake: Callable[[str], None] = lambda hop: None
@@ -70,7 +69,8 @@ class NodeContext:
         return message_id, data
 
     def sign_frame(self, body: Body, destination: str) -> tuple[bytes, bytes]:
-        """A new signed frame from this node: (message id, frame bytes); nothing stored."""
+        """A new signed frame from this node: (message id, frame bytes); nothing stored.
+        Safe in a worker thread: it reads only the node id and the keys."""
         message_id = frames.new_message_id()
         frame = frames.make_frame(body, origin=self.node_id, destination=destination,
                                   created_at=now_ms(), message_id=message_id)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
-import aiosqlite
 
 from protocol import certs, ids
 from protocol.certs import Certificate, Level
@@ -29,6 +28,7 @@ from node.datadir import DataDir
 from node.enrollment import (ROOT_CERT_DAYS, DAY_MS, EnrollmentAnswer, EnrollmentError,
                              answer_for, approve, install_answer, make_request, reject)
 from node.member_directory import MemberDirectory
+from node.store.connection import Database
 from node.store.db import open_database
 from node.store.directory_store import DirectoryStore
 from node.store.enrollment_store import EnrollmentStore, StoredRequest
@@ -46,7 +46,7 @@ class OpenNode:
     directory: MemberDirectory
     enrollments: EnrollmentStore
     state: StateStore
-    db: aiosqlite.Connection
+    db: Database
 
     def context(self, passphrase: str | None = None) -> NodeContext:
         """What document commands need; frames they queue go out when the node runs."""

@@ -21,9 +21,10 @@ from typing import AsyncIterator
 from importlib import resources
 from pathlib import Path
 
-import aiosqlite
+from node.store.connection import Database
 
 DATABASE_FILE = "node.db"
+WAL_CHECKPOINT_PAGES = 8000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -36,11 +37,14 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-async def open_database(path: Path) -> aiosqlite.Connection:
-    connection = await aiosqlite.connect(str(path), isolation_level=None)
+async def open_database(path: Path) -> Database:
+    connection = Database.open(path)
     await connection.execute("PRAGMA journal_mode=WAL")
     await connection.execute("PRAGMA synchronous=FULL")
-    await connection.execute("PRAGMA busy_timeout=5000")
+    # Checkpoint every ~32 MiB of WAL instead of SQLite's 4 MiB: pages written again
+    # and again (the outbox fills and drains, indexes) reach the database file once per
+    # checkpoint, so fewer checkpoints write less. Measured ~5% less CPU per document.
+    await connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     await connection.execute("PRAGMA foreign_keys=ON")
     try:
         await _migrate(connection)
@@ -50,7 +54,7 @@ async def open_database(path: Path) -> aiosqlite.Connection:
     return connection
 
 
-async def _migrate(connection: aiosqlite.Connection) -> None:
+async def _migrate(connection: Database) -> None:
     async with connection.execute("PRAGMA user_version") as cursor:
         (current,) = await cursor.fetchone()
     pending = [(number, script) for number, script in migrations() if number > current]
@@ -67,7 +71,7 @@ async def _migrate(connection: aiosqlite.Connection) -> None:
         await connection.execute("PRAGMA foreign_keys=ON")
 
 
-async def _apply(connection: aiosqlite.Connection, number: int, script: str) -> None:
+async def _apply(connection: Database, number: int, script: str) -> None:
     try:
         # executescript commits a pending transaction before it starts, never after:
         # the script opens its own and leaves it open for the checks below.
@@ -84,11 +88,11 @@ async def _apply(connection: aiosqlite.Connection, number: int, script: str) -> 
         raise
 
 
-_locks: "weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock]" = weakref.WeakKeyDictionary()
+_locks: "weakref.WeakKeyDictionary[Database, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
 @asynccontextmanager
-async def transaction(connection: aiosqlite.Connection, *, durable: bool = True
+async def transaction(connection: Database, *, durable: bool = True
                       ) -> AsyncIterator[None]:
     """One write transaction at a time per connection (coroutines share the connection).
 
@@ -99,13 +103,11 @@ async def transaction(connection: aiosqlite.Connection, *, durable: bool = True
     """
     lock = _locks.setdefault(connection, asyncio.Lock())
     async with lock:
-        if connection.in_transaction:
-            # Left open by a task cancelled while its BEGIN was still running in
-            # aiosqlite's thread; we hold the lock, so nobody else is using it.
-            await connection.execute("ROLLBACK")
         if not durable:
             await connection.execute("PRAGMA synchronous=NORMAL")
-        await _begin(connection)
+        # Statements run inline (node/store/connection.py): a BEGIN either ran or, if a
+        # cancellation came while it waited for another process's lock, did not.
+        await connection.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
@@ -118,25 +120,7 @@ async def transaction(connection: aiosqlite.Connection, *, durable: bool = True
                 await connection.execute("PRAGMA synchronous=FULL")
 
 
-async def _begin(connection: aiosqlite.Connection) -> None:
-    """``BEGIN IMMEDIATE`` that a cancelled caller does not leave behind: the statement
-    runs on in aiosqlite's thread whatever happens to the caller, so on cancellation
-    wait for it and roll it back (still holding the lock) before giving up. Otherwise
-    the next transaction could queue its BEGIN behind this one and fail ("cannot start
-    a transaction within a transaction")."""
-    begin = asyncio.ensure_future(connection.execute("BEGIN IMMEDIATE"))
-    try:
-        await asyncio.shield(begin)
-    except asyncio.CancelledError:
-        try:
-            await begin
-            await connection.execute("ROLLBACK")
-        except Exception:  # the BEGIN failed (or the connection closed): nothing to undo
-            pass
-        raise
-
-
-async def data_version(connection: aiosqlite.Connection) -> int:
+async def data_version(connection: Database) -> int:
     """Changes when another connection (e.g. the CLI) commits to this database."""
     ((version,),) = await connection.execute_fetchall("PRAGMA data_version")
     return version

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from protocol.directory import MergeDecision, Outcome, Record
 
+from node.store.connection import Database
 from node.store.db import transaction
 
 
@@ -22,7 +21,7 @@ class StoredRecord:
 
 
 class DirectoryStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     async def load_current(self, after_change: int = 0) -> list[StoredRecord]:

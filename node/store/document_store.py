@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Iterable
 
-import aiosqlite
 import msgpack
 
 from protocol.documents import Attachment, Document
+
+from node.store.connection import Database
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ _IN_CHUNK = 500  # ids per ``IN (...)``: below SQLite's variable limit
 
 
 class DocumentStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     # --- writing (inside a transaction) ---------------------------------------

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from protocol.certs import EnrollmentRequest, decode_enrollment_request
 
+from node.store.connection import Database
 from node.store.db import transaction
 
 
@@ -33,7 +32,7 @@ def _row(row: tuple) -> StoredRequest:
 
 
 class EnrollmentStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     async def add(self, request: EnrollmentRequest, now_ms: int) -> StoredRequest:

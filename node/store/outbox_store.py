@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from node.store.connection import Database
+
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class QueuedFrame:
 
 
 class OutboxStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     async def add(self, message_id: bytes, next_hop: str, destination: str, frame: bytes,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from node.store.connection import Database
 from node.store.db import transaction
 
 
@@ -20,7 +19,7 @@ class PeerContact:
 
 
 class StateStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     async def get(self, key: str, default: Any = None) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from node.store.connection import Database
+
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class TokenRow:
 
 
 class TokenStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     async def add(self, token_hash: bytes, name: str, role: str, created_at: int) -> None:

@@ -1,0 +1,90 @@
+"""The node's SQLite connection: statements inline, waits for other processes' locks
+off the loop (node/store/connection.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from federation import wait_until
+from node.store import connection as connection_module
+from node.store.db import open_database, transaction
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def database(tmp_path):
+    db = await open_database(tmp_path / "node.db")
+    await db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    yield db
+    await db.close()
+
+
+def other_writer(tmp_path) -> sqlite3.Connection:
+    """Another process's connection (the CLI, say), holding the write lock."""
+    other = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (100, 'from the CLI')")
+    return other
+
+
+async def test_cursor_reads_rows_and_counts_changes(database):
+    await database.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
+    async with database.execute("SELECT k FROM t ORDER BY k") as cursor:
+        assert await cursor.fetchone() == (1,)
+        assert await cursor.fetchall() == [(2,), (3,)]
+        assert await cursor.fetchone() is None
+    cursor = await database.execute("UPDATE t SET v = 'x' WHERE k >= 2")
+    assert cursor.rowcount == 2
+    assert await database.execute_fetchall("SELECT v FROM t ORDER BY k") == [("a",), ("x",),
+                                                                            ("x",)]
+
+
+async def test_a_write_waits_for_another_connections_lock_without_blocking_the_loop(
+        database, tmp_path):
+    other = other_writer(tmp_path)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def write() -> None:
+        async with transaction(database):
+            await database.execute("INSERT INTO t VALUES (1, 'from the node')")
+
+    ticking, writing = asyncio.create_task(ticker()), asyncio.create_task(write())
+    try:
+        # The loop keeps running other tasks while the node's write waits.
+        await wait_until(lambda: ticks > 50, what="the loop to run other tasks")
+        assert not writing.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 10)
+    finally:
+        ticking.cancel()
+        other.close()
+    assert await database.execute_fetchall("SELECT k, v FROM t ORDER BY k") == [
+        (1, "from the node"), (100, "from the CLI")]
+
+
+async def test_a_lock_held_too_long_fails_like_a_busy_timeout_and_changes_nothing(
+        database, tmp_path, monkeypatch):
+    monkeypatch.setattr(connection_module, "LOCK_WAIT_S", 0.2)
+    other = other_writer(tmp_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            async with transaction(database):
+                await database.execute("INSERT INTO t VALUES (1, 'never')")
+        assert not database.in_transaction
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await database.execute_fetchall("SELECT * FROM t") == []
+    async with transaction(database):  # and the connection is usable again
+        await database.execute("INSERT INTO t VALUES (2, 'later')")
+    assert await database.execute_fetchall("SELECT k FROM t") == [(2,)]
