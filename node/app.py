@@ -46,6 +46,8 @@ from node.store.state_store import StateStore
 log = logging.getLogger("govnode.node")
 CONTACT_FLUSH_MS = 5000  # last contacts reach SQLite (for `govnode status`) this often
 FULL_CHECK_MS = 2000  # PRAGMA data_version at least this often, whatever the WAL file says
+CHECKPOINT_MS = 1000  # the WAL is copied into the database file at most this often
+WAL_RESTART_BYTES = 64 * 1024 * 1024  # a WAL this big is made to start over (and is cut)
 
 
 class Node:
@@ -289,12 +291,18 @@ class Node:
         # size and mtime are looked at first, the database asked only when they moved
         # (or every FULL_CHECK_MS): hundreds of nodes in one simulator process each
         # asking SQLite five times a second is a load of its own. Contacts are flushed
-        # every CONTACT_FLUSH_MS.
+        # every CONTACT_FLUSH_MS; the WAL is checkpointed (in a thread) at most every
+        # CHECKPOINT_MS, when it has grown.
         wal, wal_seen, checked_at, flushed_at = Path(f"{self.data.database_file}-wal"), None, 0.0, 0.0
+        checkpointed, checkpointed_at = None, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
                 wal_now = _file_signature(wal)
+                if wal_now != checkpointed and now - checkpointed_at >= CHECKPOINT_MS / 1000:
+                    checkpointed, checkpointed_at = wal_now, now
+                    big = wal_now is not None and wal_now[1] > WAL_RESTART_BYTES
+                    await self.db.checkpoint(restart=big)  # off the loop
                 if wal_now != wal_seen or now - checked_at >= FULL_CHECK_MS / 1000:
                     wal_seen, checked_at = wal_now, now
                     version = await data_version(self.db)

@@ -88,3 +88,31 @@ async def test_a_lock_held_too_long_fails_like_a_busy_timeout_and_changes_nothin
     async with transaction(database):  # and the connection is usable again
         await database.execute("INSERT INTO t VALUES (2, 'later')")
     assert await database.execute_fetchall("SELECT k FROM t") == [(2,)]
+
+
+async def test_commits_never_checkpoint_and_checkpoint_copies_the_wal_off_the_loop(
+        database, tmp_path):
+    file = tmp_path / "node.db"
+    size_before = file.stat().st_size
+    rows = [(k, "x" * 4000) for k in range(1500)]  # ~6 MiB, past SQLite's own threshold
+    async with transaction(database):
+        await database.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    assert file.stat().st_size == size_before  # still all in the WAL
+    await database.checkpoint()
+    assert file.stat().st_size > 5 * 1024 * 1024
+    assert len(await database.execute_fetchall("SELECT k FROM t")) == 1500
+
+
+async def test_a_restart_checkpoint_lets_the_next_commit_rewind_the_wal(database, tmp_path):
+    async with transaction(database):
+        await database.executemany("INSERT INTO t VALUES (?, ?)",
+                                   [(k, "x" * 4000) for k in range(300)])
+    await database.checkpoint(restart=True)
+    async with transaction(database):
+        await database.execute("INSERT INTO t VALUES (1000, 'small')")
+    observer = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+    try:
+        busy, wal_frames, copied = observer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        observer.close()
+    assert busy == 0 and wal_frames < 10  # the WAL holds only the last commit's pages

@@ -14,14 +14,15 @@ simulator's coordinator) writing to the same file holds the write lock for a few
 milliseconds. SQLite's own busy handler would sleep on the loop's thread, so it is
 off (``busy_timeout=0``); a statement refused with "database is locked" is retried
 here after an ``asyncio.sleep``, with backoff, for up to ``LOCK_WAIT_S``, and then
-fails as it would have with a busy timeout. A durable commit's fsync (about 0.4 ms
-here) does run on the loop: it is the price of acknowledging only what is on disk.
+fails as it would have with a busy timeout. A durable commit waits for an fsync
+(about 0.4 ms here, far more under load): ``commit`` runs it in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -73,14 +74,17 @@ class _Statement:
 
 
 class Database:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._connection = connection
+        self._path = path
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path | str) -> "Database":
         connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=0")  # waits happen in ``_locked_retry``
-        return cls(connection)
+        return cls(connection, str(path))
 
     @property
     def in_transaction(self) -> bool:
@@ -107,7 +111,46 @@ class Database:
     async def executescript(self, script: str) -> None:
         await self._locked_retry(lambda: self._connection.executescript(script).close())
 
+    async def commit(self) -> None:
+        """``COMMIT`` in a worker thread: with ``synchronous=FULL`` it waits for the disk
+        (an fsync), which on the loop would stall every task of the process (in the
+        simulator, a hundred other nodes) for each commit. Statements the loop runs
+        meanwhile wait for SQLite's connection mutex only if they need it during the
+        fsync. A cancelled caller still waits for the commit to finish: it happens
+        either way, and the connection must be idle when the caller's cleanup runs."""
+        committing = asyncio.ensure_future(asyncio.to_thread(self._connection.execute, "COMMIT"))
+        try:
+            await asyncio.shield(committing)
+        except asyncio.CancelledError:
+            await committing
+            raise
+
+    async def checkpoint(self, *, restart: bool = False) -> None:
+        """Copy the WAL into the database file, in a worker thread and on a connection
+        of its own, so that neither the loop nor this connection's statements wait
+        while pages are copied and the file is synced. Automatic checkpoints are off
+        (``open_database``): SQLite would run them inside the COMMIT that crosses the
+        threshold.
+
+        ``PASSIVE`` never waits for anyone, but under a steady stream of commits it
+        never lets the WAL start over either; ``restart=True`` (``RESTART``) holds new
+        writers back until the copy is done (they wait in ``_locked_retry``, off the
+        loop), so that the next commit rewinds the WAL to its start."""
+        await asyncio.to_thread(self._checkpoint_now, "RESTART" if restart else "PASSIVE")
+
+    def _checkpoint_now(self, mode: str) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self._path, isolation_level=None,
+                                                     check_same_thread=False)
+                self._checkpointer.execute("PRAGMA busy_timeout=1000")  # a thread: may wait
+            self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
     async def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._connection.close()
 
     async def _locked_retry(self, statement: Callable[[], T]) -> T:
