@@ -181,7 +181,7 @@ class Node:
         if self.data.next_keys_file.exists():
             self._tasks.append(asyncio.create_task(self._await_rekey(), name=f"{self.id} rekey"))
         await asyncio.gather(self.gossip.run(self._stop), self._beacon_loop(),
-                             self._housekeeping_loop())
+                             self._housekeeping_loop(), self._checkpoint_loop())
 
     # --- enrollment -------------------------------------------------------------
 
@@ -291,18 +291,12 @@ class Node:
         # size and mtime are looked at first, the database asked only when they moved
         # (or every FULL_CHECK_MS): hundreds of nodes in one simulator process each
         # asking SQLite five times a second is a load of its own. Contacts are flushed
-        # every CONTACT_FLUSH_MS; the WAL is checkpointed (in a thread) at most every
-        # CHECKPOINT_MS, when it has grown.
+        # every CONTACT_FLUSH_MS.
         wal, wal_seen, checked_at, flushed_at = Path(f"{self.data.database_file}-wal"), None, 0.0, 0.0
-        checkpointed, checkpointed_at = None, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
                 wal_now = _file_signature(wal)
-                if wal_now != checkpointed and now - checkpointed_at >= CHECKPOINT_MS / 1000:
-                    checkpointed, checkpointed_at = wal_now, now
-                    big = wal_now is not None and wal_now[1] > WAL_RESTART_BYTES
-                    await self.db.checkpoint(restart=big)  # off the loop
                 if wal_now != wal_seen or now - checked_at >= FULL_CHECK_MS / 1000:
                     wal_seen, checked_at = wal_now, now
                     version = await data_version(self.db)
@@ -317,6 +311,21 @@ class Node:
                 log.exception("housekeeping failed; trying again next interval")
                 wal_seen = None
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
+
+    async def _checkpoint_loop(self) -> None:
+        """Fold the WAL into the database file (in a thread) at most every CHECKPOINT_MS,
+        when it moved; a loop of its own, so a slow disk never delays housekeeping."""
+        wal, checkpointed = Path(f"{self.data.database_file}-wal"), None
+        while not self._stop.is_set():
+            wal_now = _file_signature(wal)
+            if wal_now != checkpointed:
+                checkpointed = wal_now
+                try:
+                    await self.db.checkpoint(
+                        restart=wal_now is not None and wal_now[1] > WAL_RESTART_BYTES)
+                except Exception:  # e.g. the disk is full: the WAL waits for the next try
+                    log.exception("checkpoint failed; trying again later")
+            await sleep_unless(self._stop, CHECKPOINT_MS / 1000)
 
     def _delivery_result(self, hop: str, ok: bool, error: str) -> None:
         if ok:

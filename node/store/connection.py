@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -31,6 +32,12 @@ _FIRST_RETRY_S = 0.001
 _MAX_RETRY_S = 0.05
 
 T = TypeVar("T")
+
+# Threads of their own, created as needed and shared by every node of the process:
+# a commit never queues behind a checkpoint copying megabytes, nor behind sealing
+# (asyncio's default executor). Many commits at once let the kernel sync them together.
+_COMMITS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sqlite-commit")
+_CHECKPOINTS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-checkpoint")
 
 
 class Cursor:
@@ -118,7 +125,8 @@ class Database:
         meanwhile wait for SQLite's connection mutex only if they need it during the
         fsync. A cancelled caller still waits for the commit to finish: it happens
         either way, and the connection must be idle when the caller's cleanup runs."""
-        committing = asyncio.ensure_future(asyncio.to_thread(self._connection.execute, "COMMIT"))
+        committing = asyncio.get_running_loop().run_in_executor(
+            _COMMITS, self._connection.execute, "COMMIT")
         try:
             await asyncio.shield(committing)
         except asyncio.CancelledError:
@@ -136,7 +144,8 @@ class Database:
         never lets the WAL start over either; ``restart=True`` (``RESTART``) holds new
         writers back until the copy is done (they wait in ``_locked_retry``, off the
         loop), so that the next commit rewinds the WAL to its start."""
-        await asyncio.to_thread(self._checkpoint_now, "RESTART" if restart else "PASSIVE")
+        await asyncio.get_running_loop().run_in_executor(
+            _CHECKPOINTS, self._checkpoint_now, "RESTART" if restart else "PASSIVE")
 
     def _checkpoint_now(self, mode: str) -> None:
         with self._checkpoint_lock:
