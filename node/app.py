@@ -97,8 +97,8 @@ class Node:
         self.directory.on_new_records(self._on_directory_change)
         self.context = NodeContext(self.id, self.keys, self.config, self.directory, self.db)
         if self.data.previous_keys_file.exists():
-            self.context.previous_keys = (self.data.load_keys(self.config, self._passphrase,
-                                                              previous=True),)
+            self.context.use_keys(self.keys, (self.data.load_keys(
+                self.config, self._passphrase, previous=True),))
         self.delivery = Delivery(self.context, session=lambda: self.session,
                                  peer_urls=self.peer_urls,
                                  settings=DeliverySettings(**{
@@ -247,8 +247,8 @@ class Node:
             return
         os.replace(self.data.keys_file, self.data.previous_keys_file)
         os.replace(self.data.next_keys_file, self.data.keys_file)
-        self.context.previous_keys = (self.keys,)
-        self.keys = self.gossip.keys = self.context.keys = next_keys
+        self.context.use_keys(next_keys, (self.keys,))
+        self.keys = self.gossip.keys = next_keys
         log.warning("re-key complete: now signing with %s", next_keys.fingerprint)
         # Our children's certificates were signed with the old key: sign them anew.
         self._tasks.append(asyncio.create_task(self._recertify_children()))

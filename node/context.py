@@ -40,11 +40,19 @@ class NodeContext:
     def __post_init__(self) -> None:
         self.documents = DocumentStore(self.db)
         self.outbox = OutboxStore(self.db)
+        self._opening_keys = (self.keys, *self.previous_keys)
+
+    def use_keys(self, keys: NodeKeys, previous: tuple[NodeKeys, ...]) -> None:
+        """Switch to new keys (a re-key). What ``open_sealed`` tries is replaced in one
+        assignment: it may run in a worker thread, which must never see the old key
+        where the new one belongs."""
+        self._opening_keys = (keys, *previous)
+        self.keys, self.previous_keys = keys, previous
 
     def open_sealed(self, sealed: bytes) -> bytes:
         """Decrypt with the current key, or with the key before a re-key: documents
-        sealed to the old key may still be on their way."""
-        for keys in (self.keys, *self.previous_keys):
+        sealed to the old key may still be on their way. Safe in a worker thread."""
+        for keys in self._opening_keys:
             try:
                 return sealing.open_sealed(sealed, keys.public.box_key, keys.box_secret)
             except CannotDecrypt:

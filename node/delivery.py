@@ -5,7 +5,9 @@ per next hop takes the oldest frames (up to ``batch_frames`` and about ``batch_b
 POSTs them to ``/v1/transfer`` and deletes exactly those the neighbour acknowledged
 (accepted, or refused with a code, which is logged: a refused frame will never be
 accepted later). Frames the neighbour *deferred* (it cannot verify their origin yet:
-a certificate still on its way) stay queued for the next attempt.
+a certificate still on its way; or it does not know their type: an older version)
+stay queued for the next attempt. An answer that moves none of the frames counts as
+a failed transfer, so a confused neighbour is backed off from, never asked in a loop.
 
 Up to ``transfers_in_flight`` batches (default 2) of one hop travel at once, each with
 other frames, so a busy neighbour finds the next batch waiting when it finishes one
@@ -181,7 +183,9 @@ class Delivery:
         self.sent_frames += len(done)
         self._on_result(hop, True, "")
         if deferred and not done:  # nothing moved: wait before asking again
-            raise HopFailed(f"{hop} cannot verify {len(deferred)} frame(s) yet")
+            raise HopFailed(f"{hop} cannot take {len(deferred)} frame(s) yet")
+        if not done and not deferred:  # an answer about none of them: do not spin
+            raise HopFailed(f"{hop} acknowledged none of the {len(message_ids)} frames sent")
 
     def _acknowledged(self, hop: str, answer: bytes, sent: set[bytes]
                       ) -> tuple[list[bytes], list[bytes]]:

@@ -25,9 +25,9 @@ node's ``max_attachment_bytes``). The acknowledgement lists the accepted ids and
 refused ones with their codes; it is sent only after the commit.
 
 Cost. Documents for this node are decrypted before the write lock is taken. Inside
-the transaction the batch makes a fixed number of calls to SQLite's thread whatever
-its size (the reads it needs up front, then one ``executemany`` per table), because
-such a call costs far more than the rows it writes; each frame's checks and state
+the transaction the batch makes a fixed number of statements whatever its size (the
+reads it needs up front, then one ``executemany`` per table), because preparing and
+running a statement from Python costs more than the rows it writes; each frame's checks and state
 changes run in memory in arrival order (``_Writes``, ``receipts.SentLedger``).
 """
 
@@ -39,10 +39,13 @@ from dataclasses import dataclass, field, replace
 
 from protocol import frames, ids
 from protocol.documents import Document, decode_content, validate_attachment_limit
-from protocol.errors import BadSignature, Malformed, NotAddressedHere, ProtocolError, UnknownOrigin
+from protocol.errors import (BadSignature, Malformed, NotAddressedHere, ProtocolError,
+                             UnknownOrigin, UnknownType)
 from protocol.frames import Frame
-from protocol.messages import (MAX_RECEIPTS_PER_FRAME, DocumentBody, ReceiptBody,
-                               ReceiptsBody)
+from protocol.signing import decode_envelope
+from protocol.wire import unpack
+from protocol.messages import (MAX_RECEIPTS_PER_FRAME, MESSAGE_ID_BYTES, DocumentBody,
+                               ReceiptBody, ReceiptsBody)
 from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
@@ -135,6 +138,10 @@ class Inbound:
                 checked.append((self.check(data, now), data))
             except NotYetVerifiable as wait:
                 result.deferred.append((_message_id_of(data), wait.refusal.code, wait.refusal.detail))
+            except UnknownType as refusal:
+                # Perhaps a type a newer version added (as it added ``receipts``): the
+                # sender keeps it until this node is upgraded instead of losing it.
+                result.deferred.append((_message_id_of(data), refusal.code, refusal.detail))
             except ProtocolError as refusal:
                 result.rejected.append((_message_id_of(data), refusal.code, refusal.detail))
         if not checked:
@@ -295,9 +302,18 @@ def _receipts_in(body: object) -> tuple[ReceiptBody, ...]:
 
 
 def _message_id_of(data: bytes) -> bytes:
-    """Best effort, for naming a refused frame in the acknowledgement."""
+    """Best effort, for naming a refused frame in the acknowledgement: its id even when
+    the frame cannot be parsed as a whole (an unknown type, say), so that the sender
+    can tell which of its frames the answer is about."""
     try:
         return frames.parse_frame(data).frame.message_id
     except ProtocolError:
+        pass
+    try:
+        payload, _ = decode_envelope(data)
+        value = unpack(payload, what="frame payload")
+    except ProtocolError:
         return b""
-
+    message_id = value.get("id") if type(value) is dict else None
+    return message_id if type(message_id) is bytes and len(message_id) == MESSAGE_ID_BYTES \
+        else b""

@@ -132,7 +132,7 @@ def _seal_and_sign(sign_frame: Callable[[DocumentBody, str], tuple[bytes, bytes]
 
 async def _queue(context: NodeContext, prepared: list[_Prepared]) -> list[SentDocument]:
     """Store the documents, their deliveries and their frames in one transaction (one
-    ``executemany`` per table: a call to SQLite's thread costs more than its rows)."""
+    ``executemany`` per table: a statement costs more than its rows)."""
     now = now_ms()
     doc_ids = [item.document.doc_id for item in prepared]
     documents, attachments, deliveries, outbox = [], {}, [], []

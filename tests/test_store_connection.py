@@ -116,3 +116,44 @@ async def test_a_restart_checkpoint_lets_the_next_commit_rewind_the_wal(database
     finally:
         observer.close()
     assert busy == 0 and wal_frames < 10  # the WAL holds only the last commit's pages
+
+
+async def test_a_non_durable_transaction_that_cannot_begin_leaves_commits_durable(
+        database, tmp_path, monkeypatch):
+    monkeypatch.setattr(connection_module, "LOCK_WAIT_S", 0.1)
+    other = other_writer(tmp_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            async with transaction(database, durable=False):
+                pass
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await database.execute_fetchall("PRAGMA synchronous") == [(2,)]  # FULL
+
+
+async def test_statements_wait_for_a_running_commit_without_blocking_the_loop(database):
+    rows = [(k, "x" * 4000) for k in range(2000)]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def write() -> None:
+        async with transaction(database):
+            await database.executemany("INSERT INTO t VALUES (?, ?)", rows)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        writing = asyncio.create_task(write())
+        while database._committing is None and not writing.done():
+            await asyncio.sleep(0)
+        # A reader arriving during the commit waits for it, and sees what it committed.
+        assert await database.execute_fetchall("SELECT COUNT(*) FROM t") == [(2000,)]
+        assert database._committing is None and ticks > 0
+        await writing
+    finally:
+        ticking.cancel()

@@ -37,7 +37,7 @@ from protocol.documents import encode_content
 from protocol.errors import InvalidDocument
 from protocol.keys import NodeKeys
 from protocol.messages import DocumentBody, PingBody
-from protocol.signing import encode_envelope
+from protocol.signing import Domain, encode_envelope
 from protocol.wire import pack
 from protocol.workflow import Action
 
@@ -224,6 +224,22 @@ async def test_a_frame_type_that_transfer_does_not_carry_is_refused_at_a_relay(f
     message_id, data = frame(PingBody(), origin=CHAOZHOU, destination=ROOT, keys=chaozhou.keys)
     async with stores_nothing(federation, root):
         assert_refused(await transfer(http, root, [data]), message_id, "malformed")
+
+
+async def test_a_frame_of_a_type_this_node_does_not_know_is_kept_back_at_the_sender(
+        federation, http):
+    """A newer version may add frame types (as ``receipts`` was added): an older node
+    answers ``deferred`` with the frame's id, so the sender keeps it until the node is
+    upgraded instead of losing it; nothing is stored."""
+    chaozhou, root = federation.nodes[CHAOZHOU], federation.nodes[ROOT]
+    message_id = frames.new_message_id()
+    payload = pack({"v": 1, "t": "teleport", "id": message_id, "o": CHAOZHOU, "d": SHANTOU,
+                    "at": now_ms(), "b": {}})
+    data = encode_envelope(payload, chaozhou.keys.sign(Domain.FRAME, payload))
+    async with stores_nothing(federation, root):
+        detail = assert_refused(await transfer(http, root, [data]), message_id,
+                                "unknown_type", kind="deferred")
+    assert "teleport" in detail
 
 
 # --- receipts the table forbids ---------------------------------------------------------------

@@ -14,8 +14,16 @@ simulator's coordinator) writing to the same file holds the write lock for a few
 milliseconds. SQLite's own busy handler would sleep on the loop's thread, so it is
 off (``busy_timeout=0``); a statement refused with "database is locked" is retried
 here after an ``asyncio.sleep``, with backoff, for up to ``LOCK_WAIT_S``, and then
-fails as it would have with a busy timeout. A durable commit waits for an fsync
-(about 0.4 ms here, far more under load): ``commit`` runs it in a worker thread.
+fails as it would have with a busy timeout.
+
+A durable commit waits for an fsync (about 0.4 ms here, far more under load), so
+``commit`` runs it in a worker thread, and so do checkpoints (on a connection of
+their own). SQLite holds the connection's mutex for the whole COMMIT: the next
+statements on this connection wait for the commit to end (asynchronously) instead of
+running into the mutex with the loop blocked. One rule follows: no Python callback
+(``create_function``, trace, progress or authorizer hooks) may be registered on the
+connection, since the committing thread would need the GIL while holding the mutex
+that a statement on the loop, holding the GIL, might be waiting for.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 LOCK_WAIT_S = 5.0
 _FIRST_RETRY_S = 0.001
@@ -59,9 +67,10 @@ class Cursor:
 
 
 class _Statement:
-    """What ``Database.execute`` returns: awaited, a cursor; or ``async with`` it."""
+    """What ``Database.execute`` returns: awaited, a cursor; or ``async with`` it. The
+    statement runs once, when first awaited."""
 
-    def __init__(self, run: Callable[[], Any]) -> None:
+    def __init__(self, run: Callable[[], Awaitable[Cursor]]) -> None:
         self._run = run
         self._cursor: Cursor | None = None
 
@@ -69,7 +78,8 @@ class _Statement:
         return self._execute().__await__()
 
     async def _execute(self) -> Cursor:
-        self._cursor = await self._run()
+        if self._cursor is None:
+            self._cursor = await self._run()
         return self._cursor
 
     async def __aenter__(self) -> Cursor:
@@ -84,13 +94,15 @@ class Database:
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._connection = connection
         self._path = path
+        self._committing: asyncio.Future | None = None  # a COMMIT running in a thread
+        self._checkpointing: asyncio.Future | None = None  # a checkpoint running in a thread
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path | str) -> "Database":
         connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout=0")  # waits happen in ``_locked_retry``
+        connection.execute("PRAGMA busy_timeout=0")  # waits happen in ``_run``
         return cls(connection, str(path))
 
     @property
@@ -105,33 +117,49 @@ class Database:
             finally:
                 cursor.close()
 
-        return _Statement(lambda: self._locked_retry(run))
+        return _Statement(lambda: self._run(run))
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]:
-        return await self._locked_retry(
-            lambda: self._connection.execute(sql, parameters).fetchall())
+        return await self._run(lambda: self._connection.execute(sql, parameters).fetchall())
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        rows = list(rows)  # a retry needs them again
-        await self._locked_retry(lambda: self._connection.executemany(sql, rows).close())
+        # Not retried: outside a transaction the rows before a refused one would be
+        # committed already (every caller writes inside ``transaction``, holding the lock).
+        await self._run(lambda: self._connection.executemany(sql, rows).close(), retry=False)
 
     async def executescript(self, script: str) -> None:
-        await self._locked_retry(lambda: self._connection.executescript(script).close())
+        """Only for scripts that start with ``BEGIN IMMEDIATE`` (a lock error can only
+        come before anything ran) or write nothing."""
+        await self._run(lambda: self._connection.executescript(script).close())
 
     async def commit(self) -> None:
         """``COMMIT`` in a worker thread: with ``synchronous=FULL`` it waits for the disk
         (an fsync), which on the loop would stall every task of the process (in the
-        simulator, a hundred other nodes) for each commit. Statements the loop runs
-        meanwhile wait for SQLite's connection mutex only if they need it during the
-        fsync. A cancelled caller still waits for the commit to finish: it happens
-        either way, and the connection must be idle when the caller's cleanup runs."""
-        committing = asyncio.get_running_loop().run_in_executor(
+        simulator, a hundred other nodes) for each commit. SQLite holds this
+        connection's mutex throughout, so this connection's next statements wait for
+        the commit (in ``_run``, without blocking the loop) rather than for the mutex.
+        A cancelled caller still waits for the commit to end: it happens either way, and
+        the transaction lock must not be released while it runs. If the commit fails,
+        the transaction is rolled back."""
+        committing = self._committing = asyncio.get_running_loop().run_in_executor(
             _COMMITS, self._connection.execute, "COMMIT")
+        cancelled = False
+        while not committing.done():
+            try:
+                await asyncio.shield(committing)
+            except asyncio.CancelledError:
+                cancelled = True
+            except Exception:
+                break
+        self._committing = None
         try:
-            await asyncio.shield(committing)
-        except asyncio.CancelledError:
-            await committing
+            committing.result()
+        except Exception:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
             raise
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def checkpoint(self, *, restart: bool = False) -> None:
         """Copy the WAL into the database file, in a worker thread and on a connection
@@ -142,10 +170,15 @@ class Database:
 
         ``PASSIVE`` never waits for anyone, but under a steady stream of commits it
         never lets the WAL start over either; ``restart=True`` (``RESTART``) holds new
-        writers back until the copy is done (they wait in ``_locked_retry``, off the
-        loop), so that the next commit rewinds the WAL to its start."""
-        await asyncio.get_running_loop().run_in_executor(
+        writers back until the copy is done (this node's writers wait for it in
+        ``_run``, the loop free meanwhile), so that the next commit rewinds the WAL."""
+        checkpointing = self._checkpointing = asyncio.get_running_loop().run_in_executor(
             _CHECKPOINTS, self._checkpoint_now, "RESTART" if restart else "PASSIVE")
+        try:
+            await asyncio.shield(checkpointing)
+        finally:
+            if checkpointing.done():
+                self._checkpointing = None
 
     def _checkpoint_now(self, mode: str) -> None:
         with self._checkpoint_lock:
@@ -156,13 +189,22 @@ class Database:
             self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     async def close(self) -> None:
+        for running in (self._committing, self._checkpointing):
+            if running is not None:
+                await asyncio.wait([running])
         with self._checkpoint_lock:
             if self._checkpointer is not None:
                 self._checkpointer.close()
                 self._checkpointer = None
         self._connection.close()
 
-    async def _locked_retry(self, statement: Callable[[], T]) -> T:
+    async def _run(self, statement: Callable[[], T], *, retry: bool = True) -> T:
+        """Run ``statement`` now, after a commit of this connection still running, and
+        through another connection's write lock: "database is locked" is retried after
+        an ``asyncio.sleep`` (or once this node's own checkpoint ends) until
+        ``LOCK_WAIT_S`` has passed."""
+        while self._committing is not None:
+            await asyncio.wait([self._committing])
         loop = asyncio.get_running_loop()
         deadline, pause = loop.time() + LOCK_WAIT_S, _FIRST_RETRY_S
         while True:
@@ -172,8 +214,13 @@ class Database:
                 # Inside a transaction this node already holds the write lock (every
                 # write transaction starts with BEGIN IMMEDIATE), so a lock error there
                 # is not a wait; outside one the refused statement changed nothing.
-                if not _is_locked(error) or self._connection.in_transaction or \
-                        loop.time() + pause > deadline:
+                if not retry or not _is_locked(error) or self._connection.in_transaction:
+                    raise
+                checkpointing = self._checkpointing
+                if checkpointing is not None and not checkpointing.done():
+                    await asyncio.wait([checkpointing])  # our own RESTART: not a timeout
+                    continue
+                if loop.time() + pause > deadline:
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MAX_RETRY_S)

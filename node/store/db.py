@@ -107,19 +107,24 @@ async def transaction(connection: Database, *, durable: bool = True
     async with lock:
         if not durable:
             await connection.execute("PRAGMA synchronous=NORMAL")
-        # Statements run inline (node/store/connection.py): a BEGIN either ran or, if a
-        # cancellation came while it waited for another process's lock, did not.
-        await connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            await connection.execute("ROLLBACK")
-            raise
-        else:
+        try:  # whatever fails below, a non-durable transaction leaves FULL behind it
+            # Statements run inline (node/store/connection.py): a BEGIN either ran or,
+            # if a cancellation came while it waited for another process's lock, did not.
+            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await connection.execute("ROLLBACK")
+                raise
             if durable:
-                await connection.commit()  # the fsync off the loop
+                await connection.commit()  # the fsync off the loop; rolls back if it fails
             else:
-                await connection.execute("COMMIT")
+                try:
+                    await connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        await connection.execute("ROLLBACK")
+                    raise
         finally:
             if not durable:
                 await connection.execute("PRAGMA synchronous=FULL")

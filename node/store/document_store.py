@@ -1,9 +1,9 @@
 """Documents, attachments, per-recipient deliveries, inbound documents and receipts.
 
 Writes happen inside a caller's transaction (``db.transaction``). The plural methods
-(``add_documents``, ``deliveries_among``, ...) do a whole transfer batch in one call
-to SQLite's thread (``executemany``, ``IN (...)``): a round trip to that thread costs
-far more than the row, so the hot paths make a few per batch, not a few per document.
+(``add_documents``, ``deliveries_among``, ...) do a whole transfer batch in one
+statement (``executemany``, ``IN (...)``): a statement run from Python costs more
+than the row, so the hot paths make a few per batch, not a few per document.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class OutboxStore:
                     skip: set[bytes] = frozenset()) -> list[QueuedFrame]:
         """The oldest frames for ``next_hop``, at most ``max_frames`` and about ``max_bytes``,
         leaving out those in ``skip`` (already on their way)."""
-        # Two calls to SQLite's thread whatever the batch: choose by size (length() does
+        # Two statements whatever the batch: choose by size (length() does
         # not read the blobs), then read only the chosen frames.
         chosen, total = [], 0
         for message_id, size in await self._db.execute_fetchall(
