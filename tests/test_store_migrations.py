@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store.db import migrations, open_database
+from node.store.db import _apply, _statements, migrations, open_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -93,3 +93,36 @@ async def test_a_migration_that_would_break_a_reference_changes_nothing(tmp_path
     assert after.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == \
         schema_before
     after.close()
+
+
+async def test_a_migration_script_is_split_into_whole_statements():
+    script = ("-- a comment; with a semicolon\n"
+              "CREATE TABLE a (x);\n"
+              "CREATE TRIGGER a_guard BEFORE INSERT ON a BEGIN\n"
+              "    SELECT RAISE(ABORT, 'no; never');\n"
+              "END;\n"
+              "INSERT INTO a VALUES (';')")
+    statements = _statements(script)
+    assert len(statements) == 3
+    assert statements[1].strip().startswith("CREATE TRIGGER") and \
+        statements[1].rstrip().endswith("END;")
+    assert statements[2].strip() == "INSERT INTO a VALUES (';')"
+    connection = sqlite3.connect(":memory:")
+    for statement in statements[:2]:
+        connection.execute(statement)
+    with pytest.raises(sqlite3.IntegrityError, match="no; never"):
+        connection.execute(statements[2])
+
+
+async def test_a_migration_another_process_applied_meanwhile_is_skipped(tmp_path):
+    """Two processes may both find a migration pending; the second to get the write
+    lock finds it applied and does nothing (else: "table ... already exists")."""
+    connection = await open_database(tmp_path / "node.db")  # at the latest version
+    try:
+        schema = await connection.execute_fetchall("SELECT sql FROM sqlite_master")
+        first_number, first_script = migrations()[0]
+        await _apply(connection, first_number, first_script)
+        assert await connection.execute_fetchall("SELECT sql FROM sqlite_master") == schema
+        assert not connection.in_transaction
+    finally:
+        await connection.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import weakref
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -57,28 +58,37 @@ async def open_database(path: Path) -> Database:
 
 
 async def _migrate(connection: Database) -> None:
-    async with connection.execute("PRAGMA user_version") as cursor:
-        (current,) = await cursor.fetchone()
-    pending = [(number, script) for number, script in migrations() if number > current]
-    if not pending:
-        return
+    if not _pending(await _user_version(connection)):
+        return  # the usual case, without taking the write lock
     # A migration may rebuild a table that others refer to: SQLite's procedure is to
     # turn foreign keys off (a no-op inside a transaction, so here, around them all)
     # and check them before committing.
     await connection.execute("PRAGMA foreign_keys=OFF")
     try:
-        for number, script in pending:
+        for number, script in _pending(await _user_version(connection)):
             await _apply(connection, number, script)
     finally:
         await connection.execute("PRAGMA foreign_keys=ON")
 
 
+async def _user_version(connection: Database) -> int:
+    ((version,),) = await connection.execute_fetchall("PRAGMA user_version")
+    return version
+
+
+def _pending(current: int) -> list[tuple[int, str]]:
+    return [(number, script) for number, script in migrations() if number > current]
+
+
 async def _apply(connection: Database, number: int, script: str) -> None:
+    await connection.execute("BEGIN IMMEDIATE")  # waits (off the loop) for other writers
     try:
-        # executescript commits a pending transaction before it starts, never after:
-        # the script opens its own and leaves it open for the checks below.
-        await connection.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
+        if await _user_version(connection) >= number:
+            await connection.execute("ROLLBACK")  # another process applied it meanwhile
+            return
+        for statement in _statements(script):
+            await connection.execute(statement)
+        await connection.execute(f"PRAGMA user_version = {number}")
         broken = await connection.execute_fetchall("PRAGMA foreign_key_check")
         if broken:
             raise RuntimeError(f"migration {number:03d} leaves rows whose foreign keys "
@@ -88,6 +98,20 @@ async def _apply(connection: Database, number: int, script: str) -> None:
         if connection.in_transaction:
             await connection.execute("ROLLBACK")
         raise
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration file, one by one (``executescript`` would commit
+    the transaction it is given before it starts)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    if current.strip():  # a last statement without ";", or trailing comments
+        statements.append(current)
+    return statements
 
 
 _locks: "weakref.WeakKeyDictionary[Database, asyncio.Lock]" = weakref.WeakKeyDictionary()
