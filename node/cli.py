@@ -52,7 +52,7 @@ def bench_wire(rounds: int, round_seconds: float, as_json: bool) -> None:
 
 
 @bench.command("delivery")
-@click.option("--docs", default=2000, show_default=True, type=click.IntRange(1),
+@click.option("--docs", default=6000, show_default=True, type=click.IntRange(1),
               help="Documents sent end to end in the throughput run.")
 @click.option("--samples", default=50, show_default=True, type=click.IntRange(2),
               help="County-to-county documents timed one at a time.")

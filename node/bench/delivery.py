@@ -108,7 +108,7 @@ class BenchError(Exception):
 
 # --- entry point ----------------------------------------------------------------------
 
-def run_delivery_bench(*, docs: int = 2000, samples: int = 50, limit_rounds: int = 2,
+def run_delivery_bench(*, docs: int = 6000, samples: int = 50, limit_rounds: int = 2,
                        progress: Callable[[str], None] = lambda text: None) -> dict[str, object]:
     return asyncio.run(_run(docs=docs, samples=samples, limit_rounds=limit_rounds,
                             progress=progress))
