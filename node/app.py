@@ -35,16 +35,17 @@ from node.discovery_hints import DiscoveryHints
 from node.gossip import Gossip
 from node.http_api import MAX_TRANSFER_BYTES, ReplayGuard, add_routes
 from node.http_errors import REJECTIONS, refusals_middleware
-from node.inbound import Inbound
+from node.inbound import MAX_CLOCK_SKEW_MS, REPLAY_WINDOW_MS, Inbound
 from node.member_directory import MemberDirectory
 from node.metrics import NodeMetrics
-from node.store.db import data_version, open_database
+from node.store.db import data_version, open_database, transaction
 from node.store.directory_store import DirectoryStore
 from node.store.enrollment_store import EnrollmentStore
 from node.store.state_store import StateStore
 
 log = logging.getLogger("govnode.node")
 CONTACT_FLUSH_MS = 5000  # last contacts reach SQLite (for `govnode status`) this often
+FORGET_SEEN_MS = 3600 * 1000  # dedupe entries past the replay window are dropped this often
 FULL_CHECK_MS = 2000  # PRAGMA data_version at least this often, whatever the WAL file says
 CHECKPOINT_MS = 1000  # the WAL is copied into the database file at most this often
 WAL_RESTART_BYTES = 64 * 1024 * 1024  # a WAL this big is made to start over (and is cut)
@@ -291,8 +292,9 @@ class Node:
         # size and mtime are looked at first, the database asked only when they moved
         # (or every FULL_CHECK_MS): hundreds of nodes in one simulator process each
         # asking SQLite five times a second is a load of its own. Contacts are flushed
-        # every CONTACT_FLUSH_MS.
+        # every CONTACT_FLUSH_MS, and old dedupe entries dropped every FORGET_SEEN_MS.
         wal, wal_seen, checked_at, flushed_at = Path(f"{self.data.database_file}-wal"), None, 0.0, 0.0
+        forgotten_at = -FORGET_SEEN_MS / 1000  # once at start, then every FORGET_SEEN_MS
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -307,10 +309,21 @@ class Node:
                 if now - flushed_at >= CONTACT_FLUSH_MS / 1000:
                     flushed_at = now
                     await self.contacts.flush()
+                if now - forgotten_at >= FORGET_SEEN_MS / 1000:
+                    forgotten_at = now
+                    await self.forget_old_frame_ids()
             except Exception:  # e.g. the database locked past busy_timeout: try again
                 log.exception("housekeeping failed; trying again next interval")
                 wal_seen = None
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
+
+    async def forget_old_frame_ids(self) -> int:
+        """Drop the dedupe entries no replay could still match: a frame is refused by
+        age once older than the replay window (created at most the clock skew after we
+        first took it), so its id need not be remembered longer. Returns how many."""
+        cutoff = now_ms() - REPLAY_WINDOW_MS - MAX_CLOCK_SKEW_MS
+        async with transaction(self.db):
+            return await self.context.outbox.forget_seen_before(cutoff)
 
     async def _checkpoint_loop(self) -> None:
         """Fold the WAL into the database file (in a thread) at most every CHECKPOINT_MS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from federation import Federation, govnode, wait_until
+from node.bench.processes import terminate
 from node.clock import now_ms
 from protocol.directory import RecordKind
 
@@ -69,10 +70,5 @@ async def test_sigkilled_node_restarts_with_its_state_and_rejoins_gossip(federat
         endpoint = city.directory.get(RecordKind.ENDPOINT, "gd.chaozhou.raoping")
         assert endpoint is not None and endpoint.seq >= 2  # republished after the restart
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        terminate(process)  # SIGTERM, then SIGKILL after 10 s
     assert process.returncode == 0, log.read_text()[-2000:]  # SIGTERM is a clean shutdown

@@ -31,6 +31,7 @@ from node import actions
 from node.clock import now_ms
 from node.http_api import MAX_TRANSFER_BYTES
 from node.inbound import MAX_CLOCK_SKEW_MS, NEWER_KEY_GRACE_MS, REPLAY_WINDOW_MS
+from node.store.db import transaction
 from node.sending import AttachmentFile, attach, send_document
 from protocol import frames, sealing
 from protocol.documents import encode_content
@@ -540,3 +541,21 @@ async def test_a_frame_from_a_revoked_node_is_revoked(federation, http):
     async with stores_nothing(federation, chaozhou):
         assert_refused(await transfer(http, chaozhou, [relayed], sender=RAOPING), relayed_id,
                        "revoked")
+
+
+async def test_frame_ids_past_the_replay_window_are_forgotten_and_their_replays_refused(
+        federation, http):
+    root, chaozhou = federation.nodes[ROOT], federation.nodes[CHAOZHOU]
+    now = now_ms()
+    old_created = now - REPLAY_WINDOW_MS - MAX_CLOCK_SKEW_MS - DAY_MS
+    old_id, old_frame = document_frame(chaozhou, root, created_at=old_created)
+    recent_id = frames.new_message_id()
+    async with transaction(root.db):  # as if accepted back then, and just now
+        await root.context.outbox.mark_seen([old_id], old_created)
+        await root.context.outbox.mark_seen([recent_id], now)
+    assert await root.forget_old_frame_ids() >= 1
+    seen = {mid for (mid,) in read_rows(root, "SELECT message_id FROM seen")}
+    assert old_id not in seen and recent_id in seen
+    # Forgetting it lets nothing back in: the frame is refused by its age.
+    async with stores_nothing(federation, root):
+        assert_refused(await transfer(http, root, [old_frame]), old_id, "replay")

@@ -43,8 +43,7 @@ Ratios are ``docs_per_s / limit``. The targets (this 2-core machine): at least
 signed ``delivered`` receipt (one more sign and verify), validating and encoding the
 document at both ends, and two ~4 KiB rows written durably at each node.
 
-Run as a module (``python -m node.bench.delivery post-server``) this file is the
-trivial aiohttp server of the raw POST limit.
+The limits are measured by ``node.bench.limits``.
 """
 
 from __future__ import annotations
@@ -52,8 +51,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -63,29 +60,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import aiohttp
-import msgpack
-import nacl.public
-import nacl.signing
-from aiohttp import web
 from rich.table import Table
 
 from protocol.documents import Document
 from protocol.frames import new_message_id
 
-import node as node_package
 from node import operations
 from node.app import Node
 from node.clock import now_ms
 from node.local_federation import FederationTimeout, wait_for
 from node.topology import load_topology
-from node.bench.measure import Comparison, rate
+from node.bench.limits import (BODY_BYTES, PostServer, crypto_ceiling,
+                               sqlite_batched_rows_per_s)
+from node.bench.measure import Comparison
+from node.bench.processes import REPO, child_env, cpu_seconds, terminate
 from node.inbound import TransferResult
 from node.operations import NewNode
 from node.sending import send_documents, send_document
 
-BODY_BYTES = 4096
-BATCH_ITEMS = 256  # SQLite transaction size and POST batch size of the raw limits
 SEND_CHUNK = 128  # documents per send_documents transaction in the throughput run
 SUBMITTERS = 2  # chunks submitted at once: one is sealed while the other commits
 WARMUP_DOCS = 64
@@ -99,7 +91,6 @@ FEDERATION = [(node.id, node.name) for node in load_topology("mini").nodes]  # p
 FAST_GOSSIP_MS = 100  # in-process nodes gossip fast to converge, then quietly
 QUIET_GOSSIP_MS = 60_000
 QUIET_STATUS_MS = 3_600_000
-_REPO = Path(node_package.__file__).resolve().parent.parent
 
 
 class BenchError(Exception):
@@ -121,7 +112,7 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
     with tempfile.TemporaryDirectory(prefix="govnode-bench-") as temp:
         temp_dir = Path(temp)
         limits: dict[str, list[float]] = {"crypto": [], "sqlite": [], "post": []}
-        async with _PostServer() as post_server:
+        async with PostServer() as post_server:
             progress("starting two nodes (the receiver in its own process)…")
             async with _NodePair(temp_dir / "pair") as pair:
                 progress("measuring the limits (raw PyNaCl, SQLite, aiohttp)…")
@@ -195,98 +186,11 @@ def summary_table(result: dict[str, object]) -> Table:
 # --- the limits -------------------------------------------------------------------------
 
 async def _measure_limits(limits: dict[str, list[float]], temp_dir: Path,
-                          post_server: "_PostServer", rounds: int) -> None:
+                          post_server: "PostServer", rounds: int) -> None:
     for _ in range(rounds):
         limits["crypto"].append(crypto_ceiling(0.2))
         limits["sqlite"].append(sqlite_batched_rows_per_s(temp_dir, 0.25))
         limits["post"].append(await post_server.items_per_s(0.4))
-
-
-def crypto_ceiling(seconds: float) -> float:
-    """Documents per second through raw seal + sign + verify + open of a 4 KiB body."""
-    body = os.urandom(BODY_BYTES)
-    recipient = nacl.public.PrivateKey.generate()
-    sealer, opener = nacl.public.SealedBox(recipient.public_key), nacl.public.SealedBox(recipient)
-    signing_key = nacl.signing.SigningKey.generate()
-    verify_key = signing_key.verify_key
-
-    def one_document() -> bytes:
-        signed = signing_key.sign(sealer.encrypt(body))
-        return opener.decrypt(verify_key.verify(signed))
-
-    return rate(one_document, seconds)
-
-
-def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
-    """4 KiB rows with a random 16-byte key inserted in transactions of 256, WAL,
-    synchronous=FULL, into a rowid table as the node's outbox and documents are."""
-    path = temp_dir / "raw-sqlite.db"
-    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("CREATE TABLE rows (id BLOB NOT NULL UNIQUE, data BLOB NOT NULL)")
-        payload = os.urandom(BODY_BYTES)
-
-        def one_batch() -> None:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.executemany("INSERT INTO rows VALUES (?, ?)",
-                                   [(os.urandom(16), payload) for _ in range(BATCH_ITEMS)])
-            connection.execute("COMMIT")
-
-        return rate(one_batch, seconds) * BATCH_ITEMS
-    finally:
-        connection.close()
-
-
-class _PostServer:
-    """The trivial aiohttp server of the raw POST limit, in its own process."""
-
-    async def __aenter__(self) -> "_PostServer":
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "node.bench.delivery", "post-server"],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=_REPO, env=_child_env())
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 30)
-        if not line.strip().isdigit():
-            self.process.kill()
-            raise BenchError(f"the raw aiohttp server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line)}/post"
-        self.session = aiohttp.ClientSession()
-        self.items = [os.urandom(BODY_BYTES) for _ in range(BATCH_ITEMS)]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.session.close()
-        _terminate(self.process)
-
-    async def items_per_s(self, seconds: float) -> float:
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds or count == 0:
-            body = msgpack.packb({"from": SENDER, "frames": self.items}, use_bin_type=True)
-            async with self.session.post(self.url, data=body,
-                                         headers={"Content-Type": "application/msgpack"}) as reply:
-                answer = msgpack.unpackb(await reply.read())
-            count += len(answer["accepted"])
-        return count / (time.perf_counter() - started)
-
-
-async def _post_server_main() -> None:
-    async def receive(request: web.Request) -> web.Response:
-        batch = msgpack.unpackb(await request.read())
-        accepted = [item[:16] for item in batch["frames"]]
-        return web.Response(body=msgpack.packb({"accepted": accepted, "rejected": []}),
-                            content_type="application/msgpack")
-
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/post", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(runner.addresses[0][1], flush=True)
-    await asyncio.Event().wait()  # until the bench terminates this process
 
 
 # --- throughput between two nodes -------------------------------------------------------
@@ -314,7 +218,7 @@ class _NodePair:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "node.cli", "run", "--data", str(child_dir),
                      "--no-discovery"], stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=_REPO, env=_child_env())
+                    stderr=subprocess.STDOUT, cwd=REPO, env=child_env())
             await _wait_for(self._receiver_reachable, 60, "the receiving node to enroll and "
                             "announce its endpoint", self._receiver_log)
         except BaseException:
@@ -324,7 +228,7 @@ class _NodePair:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.process is not None:
-            _terminate(self.process)
+            terminate(self.process)
         await self.sender.stop()
 
     def _receiver_reachable(self) -> bool:
@@ -363,7 +267,7 @@ class _NodePair:
         """CPU time (all threads) used so far by this process and by the receiver's."""
         times = os.times()
         return {"sender": times.user + times.system,
-                "receiver": _process_cpu_seconds(self.process.pid)}
+                "receiver": cpu_seconds(self.process.pid)}
 
     async def _send(self, docs: int, body: str, receipts: "_Arrivals", what: str) -> float:
         """Queue ``docs`` documents, wait for all their receipts; return the clock at the end."""
@@ -512,33 +416,3 @@ async def _wait_for(condition: Callable[[], bool], timeout: float, what: str,
         await wait_for(condition, timeout=timeout, what=what)
     except FederationTimeout as error:
         raise BenchError(f"{error}{detail()}") from None
-
-
-def _process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of another process, where /proc tells (Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # after "pid (comm)"; utime, stime: 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["post-server"]:
-    asyncio.run(_post_server_main())

@@ -81,5 +81,7 @@ class OutboxStore:
             await self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)",
                                        [(mid, now_ms) for mid in message_ids])
 
-    async def forget_seen_before(self, cutoff_ms: int) -> None:
-        await self._db.execute("DELETE FROM seen WHERE received_at < ?", (cutoff_ms,))
+    async def forget_seen_before(self, cutoff_ms: int) -> int:
+        """Forget frame ids first accepted before ``cutoff_ms``; returns how many."""
+        cursor = await self._db.execute("DELETE FROM seen WHERE received_at < ?", (cutoff_ms,))
+        return cursor.rowcount
