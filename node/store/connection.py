@@ -6,7 +6,7 @@ thread and waking the loop with the result (what aiosqlite does for every call) 
 about 0.2 ms of CPU per call on the 2-core machine this is measured on: more than the
 statements themselves, and a relay makes a dozen such calls per hop. So statements
 run on the loop's thread, through the same ``await`` API the stores were written
-against (``execute``, ``execute_fetchall``, ``executemany``, ``executescript``;
+against (``execute``, ``execute_fetchall``, ``executemany``;
 ``async with connection.execute(...) as cursor``).
 
 What must not happen is the loop waiting on another process: the CLI (or the
@@ -126,11 +126,6 @@ class Database:
         # Not retried: outside a transaction the rows before a refused one would be
         # committed already (every caller writes inside ``transaction``, holding the lock).
         await self._run(lambda: self._connection.executemany(sql, rows).close(), retry=False)
-
-    async def executescript(self, script: str) -> None:
-        """Only for scripts that start with ``BEGIN IMMEDIATE`` (a lock error can only
-        come before anything ran) or write nothing."""
-        await self._run(lambda: self._connection.executescript(script).close())
 
     async def commit(self) -> None:
         """``COMMIT`` in a worker thread: with ``synchronous=FULL`` it waits for the disk
