@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from protocol import workflow
 from protocol.document_model import (
@@ -38,12 +38,12 @@ from protocol.document_model import (
     MAX_CONTENT_BYTES, MAX_COPY_NUMBER_CHARS, MAX_DOC_NUMBER_CHARS, MAX_MEDIA_TYPE_CHARS,
     MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_RECIPIENTS, MAX_SECRECY_PERIOD_CHARS,
     MAX_SIGNER_CHARS, MAX_TITLE_CHARS, REPLY_KINDS, SHA256_BYTES, SIGNER_REQUIRED_KINDS,
-    TOP_SECRET, URGENCIES, Attachment, Document,
+    MAX_INT, TOP_SECRET, URGENCIES, Attachment, Document,
 )
 from protocol.document_rules import (_quote, _refuse, validate_attachment_limit,
                                      validate_document)
 from protocol.errors import InvalidDocument, Malformed, UnsupportedVersion
-from protocol.wire import Fields, pack, unpack
+from protocol.wire import Fields, pack, read_exact, unpack
 
 __all__ = [
     "KINDS", "URGENCIES", "CLASSIFICATIONS", "TOP_SECRET", "SIGNER_REQUIRED_KINDS",
@@ -64,7 +64,12 @@ REPLY_KIND: Final = workflow.REPLY_KIND
 # --- the content map --------------------------------------------------------------
 
 _WHAT = "document content"
-_NULLABLE = frozenset({"dl", "re"})
+_CONTENT_SCHEMA = {
+    "v": int, "id": bytes, "ti": str, "k": str, "is": str, "iid": str, "to": tuple,
+    "cc": tuple, "no": str, "u": str, "cl": str, "sp": str, "cn": str, "sg": str, "bd": str,
+    "att": tuple, "nt": str, "wd": str, "pb": str, "pd": str, "at": int,
+}
+_NULLABLE_KINDS = {"dl": (int, "an integer"), "re": (bytes, "binary")}  # or nil
 
 
 def encode_content(doc: Document, attachment_data: Mapping[bytes, bytes]) -> bytes:
@@ -135,14 +140,27 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
     value = unpack(data, CONTENT_LIMITS, what=_WHAT)
     if type(value) is not dict:
         raise Malformed(f"{_WHAT}: expected a map, got {type(value).__name__}")
-    # A nil optional is read here; Fields reads every other key (and refuses extras).
-    fields = Fields({key: item for key, item in value.items()
-                     if not (key in _NULLABLE and item is None)}, _WHAT)
-    version = fields.int("v")
-    if version != CONTENT_VERSION:
+    version = value.get("v")
+    if type(version) is int and version != CONTENT_VERSION:
         raise UnsupportedVersion(f"{_WHAT}: version {version} is not spoken here "
                                  f"(only {CONTENT_VERSION})")
-    raw_attachments = fields.array("att")
+    # One pass over the key set and the types (this is every received document's
+    # path); the two optional fields may also be nil.
+    for key, (expected, kind_name) in _NULLABLE_KINDS.items():
+        if key not in value:
+            raise Malformed(f"{_WHAT}: missing field {key!r}")
+        item = value[key]
+        if item is not None and type(item) is not expected:
+            raise Malformed(f"{_WHAT}: field {key!r} must be {kind_name}, got "
+                            f"{type(item).__name__}")
+    (_, doc_id, title, kind, issuer, issuer_id, to, cc, doc_number, urgency, classification,
+     secrecy_period, copy_number, signer, body, raw_attachments, notes, written_date,
+     printed_by, printed_date, created_at) = read_exact(
+        {key: item for key, item in value.items() if key not in _NULLABLE_KINDS},
+        _CONTENT_SCHEMA, _WHAT)
+    for key in ("at", "dl"):
+        if value[key] is not None and not 0 <= value[key] <= MAX_INT:
+            raise Malformed(f"{_WHAT}: field {key!r} out of range [0, {MAX_INT}]")
     if len(raw_attachments) > MAX_ATTACHMENTS:
         raise _refuse("attachments", f"number {len(raw_attachments)}, "
                                      f"over the limit of {MAX_ATTACHMENTS}")
@@ -155,30 +173,14 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
         blobs.append(entry.bin("d"))
         entry.done()
     document = Document(
-        doc_id=fields.bin("id"),
-        title=fields.str("ti"),
-        kind=fields.str("k"),
-        issuer=fields.str("is"),
-        issuer_id=fields.str("iid"),
-        main_recipients=_strings(fields, "to"),
-        cc_recipients=_strings(fields, "cc"),
-        doc_number=fields.str("no"),
-        urgency=fields.str("u"),
-        classification=fields.str("cl"),
-        secrecy_period=fields.str("sp"),
-        copy_number=fields.str("cn"),
-        signer=fields.str("sg"),
-        body=fields.str("bd"),
-        attachments=tuple(attachments),
-        notes=fields.str("nt"),
-        written_date=fields.str("wd"),
-        printed_by=fields.str("pb"),
-        printed_date=fields.str("pd"),
-        deadline=_nullable(value, fields, "dl", fields.int),
-        in_reply_to=_nullable(value, fields, "re", fields.bin),
-        created_at=fields.int("at"),
+        doc_id=doc_id, title=title, kind=kind, issuer=issuer, issuer_id=issuer_id,
+        main_recipients=_strings(to, "to"), cc_recipients=_strings(cc, "cc"),
+        doc_number=doc_number, urgency=urgency, classification=classification,
+        secrecy_period=secrecy_period, copy_number=copy_number, signer=signer, body=body,
+        attachments=tuple(attachments), notes=notes, written_date=written_date,
+        printed_by=printed_by, printed_date=printed_date, deadline=value["dl"],
+        in_reply_to=value["re"], created_at=created_at,
     )
-    fields.done()
     document = validate_document(document)
     # Checked after validation, so names in these details are known to be sound.
     contents: dict[bytes, bytes] = {}
@@ -194,17 +196,10 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
     return document, contents
 
 
-def _strings(fields: Fields, key: str) -> tuple[str, ...]:
-    items = fields.array(key)
+def _strings(items: tuple, key: str) -> tuple[str, ...]:
     if not all(type(item) is str for item in items):
         raise Malformed(f"{_WHAT}: field {key!r} must be an array of strings")
     return items
-
-
-def _nullable(value: dict[str, Any], fields: Fields, key: str, read: Any) -> Any:
-    if key not in value:
-        raise Malformed(f"{_WHAT}: missing field {key!r}")
-    return None if value[key] is None else read(key)
 
 
 # --- search -----------------------------------------------------------------------
