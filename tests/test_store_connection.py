@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -46,27 +47,21 @@ async def test_cursor_reads_rows_and_counts_changes(database):
 async def test_a_write_waits_for_another_connections_lock_without_blocking_the_loop(
         database, tmp_path):
     other = other_writer(tmp_path)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
+    turns = LoopTurns()
 
     async def write() -> None:
         async with transaction(database):
             await database.execute("INSERT INTO t VALUES (1, 'from the node')")
 
-    ticking, writing = asyncio.create_task(ticker()), asyncio.create_task(write())
+    writing = asyncio.create_task(write())
     try:
-        # The loop keeps running other tasks while the node's write waits.
-        await wait_until(lambda: ticks > 50, what="the loop to run other tasks")
+        # The loop keeps running other callbacks while the node's write waits.
+        await wait_until(lambda: turns.count > 50, what="the loop to run other callbacks")
         assert not writing.done()
         other.execute("COMMIT")
         await asyncio.wait_for(writing, 10)
     finally:
-        ticking.cancel()
+        turns.stop()
         other.close()
     assert await database.execute_fetchall("SELECT k, v FROM t ORDER BY k") == [
         (1, "from the node"), (100, "from the CLI")]
@@ -132,28 +127,56 @@ async def test_a_non_durable_transaction_that_cannot_begin_leaves_commits_durabl
     assert await database.execute_fetchall("PRAGMA synchronous") == [(2,)]  # FULL
 
 
-async def test_statements_wait_for_a_running_commit_without_blocking_the_loop(database):
+async def test_statements_wait_for_a_running_commit_without_blocking_the_loop(
+        database, monkeypatch):
+    commit_started = asyncio.Event()
+    monkeypatch.setattr(connection_module, "_COMMITS", NotifyingExecutor(commit_started))
     rows = [(k, "x" * 4000) for k in range(2000)]
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
 
     async def write() -> None:
         async with transaction(database):
             await database.executemany("INSERT INTO t VALUES (?, ?)", rows)
 
-    ticking = asyncio.create_task(ticker())
+    writing = asyncio.create_task(write())
+    await asyncio.wait_for(commit_started.wait(), 10)
+    assert database._committing is not None  # the COMMIT is running in its thread
+    turns = LoopTurns()
     try:
-        writing = asyncio.create_task(write())
-        while database._committing is None and not writing.done():
-            await asyncio.sleep(0)
-        # A reader arriving during the commit waits for it, and sees what it committed.
+        # A reader arriving now waits for the commit, the loop turning meanwhile (a read
+        # run into SQLite's mutex would hold the loop still), and sees what it committed.
         assert await database.execute_fetchall("SELECT COUNT(*) FROM t") == [(2000,)]
-        assert database._committing is None and ticks > 0
+        assert turns.count > 0 and database._committing is None
         await writing
     finally:
-        ticking.cancel()
+        turns.stop()
+
+
+class LoopTurns:
+    """Counts the event loop's turns, from now on: a callback that schedules itself
+    again, so the count stands still while anything blocks the loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.count += 1
+        self._handle = self._loop.call_soon(self._turn)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+class NotifyingExecutor(ThreadPoolExecutor):
+    """One worker thread, setting ``event`` (from the loop's thread, where
+    ``run_in_executor`` submits) when a call is handed to it."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        super().__init__(max_workers=1)
+        self.event = event
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = super().submit(fn, *args, **kwargs)
+        self.event.set()
+        return future
