@@ -27,8 +27,9 @@ refused ones with their codes; it is sent only after the commit.
 Cost. Documents for this node are decrypted before the write lock is taken. Inside
 the transaction the batch makes a fixed number of statements whatever its size (the
 reads it needs up front, then one ``executemany`` per table), because preparing and
-running a statement from Python costs more than the rows it writes; each frame's checks and state
-changes run in memory in arrival order (``_Writes``, ``receipts.SentLedger``).
+running a statement from Python costs more than the rows it writes; each frame's
+checks and state changes run in memory in arrival order (``_Writes``,
+``receipts.SentLedger``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from protocol.documents import Document, decode_content, validate_attachment_lim
 from protocol.errors import (BadSignature, Malformed, NotAddressedHere, ProtocolError,
                              UnknownOrigin, UnknownType)
 from protocol.frames import Frame
-from protocol.signing import decode_envelope
-from protocol.wire import unpack
 from protocol.messages import (MAX_RECEIPTS_PER_FRAME, MESSAGE_ID_BYTES, DocumentBody,
                                ReceiptBody, ReceiptsBody)
+from protocol.signing import decode_envelope
+from protocol.wire import unpack
 from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
