@@ -293,7 +293,7 @@ class Node:
         # (or every FULL_CHECK_MS): hundreds of nodes in one simulator process each
         # asking SQLite five times a second is a load of its own. Contacts are flushed
         # every CONTACT_FLUSH_MS, and old dedupe entries dropped every FORGET_SEEN_MS.
-        wal, wal_seen, checked_at, flushed_at = Path(f"{self.data.database_file}-wal"), None, 0.0, 0.0
+        wal, wal_seen, checked_at, flushed_at = self.data.wal_file, None, 0.0, 0.0
         forgotten_at = -FORGET_SEEN_MS / 1000  # once at start, then every FORGET_SEEN_MS
         while not self._stop.is_set():
             now = time.monotonic()
@@ -312,7 +312,7 @@ class Node:
                 if now - forgotten_at >= FORGET_SEEN_MS / 1000:
                     forgotten_at = now
                     await self.forget_old_frame_ids()
-            except Exception:  # e.g. the database locked past busy_timeout: try again
+            except Exception:  # e.g. another process held the lock past LOCK_WAIT_S: again
                 log.exception("housekeeping failed; trying again next interval")
                 wal_seen = None
             await sleep_unless(self._stop, self.config.gossip.interval_ms / 1000)
@@ -328,7 +328,7 @@ class Node:
     async def _checkpoint_loop(self) -> None:
         """Fold the WAL into the database file (in a thread) at most every CHECKPOINT_MS,
         when it moved; a loop of its own, so a slow disk never delays housekeeping."""
-        wal, checkpointed = Path(f"{self.data.database_file}-wal"), None
+        wal, checkpointed = self.data.wal_file, None
         while not self._stop.is_set():
             wal_now = _file_signature(wal)
             if wal_now != checkpointed:

@@ -47,6 +47,11 @@ class DataDir:
     def database_file(self) -> Path:
         return self.path / DATABASE_FILE
 
+    @property
+    def wal_file(self) -> Path:
+        """SQLite's write-ahead log beside the database: it moves when anyone commits."""
+        return self.path / f"{DATABASE_FILE}-wal"
+
     def load_config(self) -> NodeConfig:
         return load_config(self.path)
 

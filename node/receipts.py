@@ -8,9 +8,9 @@ from 1 (``seq``) and check them against the one transition table
   action must be allowed from the document's current state for the actor's role; the
   step is recorded, the state advances and a signed receipt frame to the origin is
   queued, in the caller's transaction.
-- **Sender** (``accept_receipt``; ``SentLedger`` for a whole transfer batch, with one
-  read and one write per table; a ``receipts`` frame is applied item by item and
-  only as a whole, see ``SentLedger.accept``): a receipt must come from the recipient of that
+- **Sender** (``SentLedger``, for a whole transfer batch, with one read and one
+  write per table; a ``receipts`` frame is applied item by item and only as a whole,
+  see ``SentLedger.accept``): a receipt must come from the recipient of that
   delivery. The next expected step is applied only if the table allows it (else
   ``illegal_transition``, nothing stored); a step that arrives ahead of a missing one
   is kept unapplied and applied when the gap is filled, since frames on different
@@ -61,15 +61,6 @@ async def take_step(context: NodeContext, inbound: InboundRow, action: Action, *
     await context.documents.set_inbound_state(inbound.message_id, new_state.value, row.seq, now)
     await context.queue_frame(receipt, inbound.origin)
     return new_state
-
-
-async def accept_receipt(context: NodeContext, frame: Frame) -> None:
-    """Apply one receipt(s) frame addressed to this node (inside a transaction)."""
-    ledger = SentLedger(context)
-    items = frame.body.items if isinstance(frame.body, ReceiptsBody) else (frame.body,)
-    await ledger.load([receipt.document_id for receipt in items])
-    ledger.accept(frame)
-    await ledger.save()
 
 
 class SentLedger:

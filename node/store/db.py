@@ -44,7 +44,7 @@ async def open_database(path: Path) -> Database:
     await connection.execute("PRAGMA synchronous=FULL")
     # No automatic checkpoints: SQLite would run one inside whichever COMMIT crosses
     # the threshold, copying megabytes on that statement's thread. A running node calls
-    # ``Database.checkpoint`` (a thread, a connection of its own) from its housekeeping;
+    # ``Database.checkpoint`` (a thread, a connection of its own) from a loop of its own;
     # a CLI connection's WAL is folded in when the last connection to the file closes.
     await connection.execute("PRAGMA wal_autocheckpoint=0")
     await connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")  # cut when rewound
