@@ -41,13 +41,13 @@ from aiohttp import web
 
 from protocol.documents import Document, validate_document
 from protocol.errors import InvalidDocument, Malformed, NotFound, Unauthorized
-from protocol.frames import new_message_id
 from protocol.workflow import Role
 
 from node import actions, api_tokens, doc_views
 from node.actions import DocumentNotFound
 from node.api_input import (SendRequest, parse_action_request, parse_json, parse_limit,
                             parse_send_request)
+from node.clock import new_id
 from node.http_errors import encode_answer, read_limited
 from node.sending import attach, send_document
 from node.store.document_store import decode_metadata
@@ -164,7 +164,7 @@ class DocumentApi:
                                                                 parsed.in_reply_to)
             except DocumentNotFound as error:
                 raise InvalidDocument(f"所复公文 in_reply_to: {error}") from None
-        return Document(doc_id=parsed.doc_id or new_message_id(), issuer_id=self.node.id,
+        return Document(doc_id=parsed.doc_id or new_id(), issuer_id=self.node.id,
                         in_reply_to=in_reply_to, **parsed.fields)
 
     async def _already_sent(self, parsed: SendRequest) -> dict[str, Any] | None:

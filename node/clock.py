@@ -3,9 +3,16 @@
 import asyncio
 import time
 
+from protocol.frames import new_message_id
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def new_id() -> bytes:
+    """A new time-ordered 16-byte id for a frame or a document (SPEC §4)."""
+    return new_message_id(created_at=now_ms())
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -79,7 +79,8 @@ class NodeContext:
     def sign_frame(self, body: Body, destination: str) -> tuple[bytes, bytes]:
         """A new signed frame from this node: (message id, frame bytes); nothing stored.
         Safe in a worker thread: it reads only the node id and the keys."""
-        message_id = frames.new_message_id()
+        now = now_ms()
+        message_id = frames.new_message_id(created_at=now)
         frame = frames.make_frame(body, origin=self.node_id, destination=destination,
-                                  created_at=now_ms(), message_id=message_id)
+                                  created_at=now, message_id=message_id)
         return message_id, frames.encode_frame(frame, self.keys)

@@ -58,7 +58,7 @@ from protocol.keys import NodeKeys
 from protocol.messages import GossipBody, GossipReplyBody
 from protocol.wire import unpack
 
-from node.clock import now_ms, sleep_unless
+from node.clock import new_id, now_ms, sleep_unless
 from node.config import GossipSettings
 from node.contacts import ContactBook
 from node.http_client import Unreachable, post_msgpack
@@ -226,7 +226,7 @@ class Gossip:
         if not urls:
             raise PeerError(f"no known endpoint for {peer}")
         frame = frames.make_frame(body, origin=self.node_id, destination=peer,
-                                  created_at=now_ms(), message_id=frames.new_message_id())
+                                  created_at=now_ms(), message_id=new_id())
         data = frames.encode_frame(frame, self.keys)
         try:
             status, answer = await post_msgpack(self._session(), urls[0] + GOSSIP_PATH, data,

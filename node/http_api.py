@@ -28,7 +28,7 @@ from protocol.messages import GossipBody
 
 from node import enrollment
 from node.api import add_api_routes
-from node.clock import now_ms
+from node.clock import new_id, now_ms
 from node.http_errors import MSGPACK, read_limited
 from node.metrics import CONTENT_TYPE_LATEST
 
@@ -90,7 +90,7 @@ class NodeRoutes:
             raise UnknownType(f"/v1/gossip takes gossip frames, not {frame.type}")
         reply = await node.gossip.respond(frame.origin, frame.body)
         answer = frames.make_frame(reply, origin=node.id, destination=frame.origin,
-                                   created_at=now_ms(), message_id=frames.new_message_id())
+                                   created_at=now_ms(), message_id=new_id())
         node.metrics.gossip_bytes.labels("received").inc(len(data))
         encoded = frames.encode_frame(answer, node.keys)
         node.metrics.gossip_bytes.labels("sent").inc(len(encoded))

@@ -79,8 +79,25 @@ class SignedFrame:
         return encode_envelope(self.payload, self.signature)
 
 
-def new_message_id(random_bytes: RandomBytes = nacl.utils.random) -> bytes:
-    return random_bytes(MESSAGE_ID_BYTES)
+TIME_PREFIX_BYTES = 6  # a time-ordered id starts with its creation time, ms, big-endian
+
+
+def new_message_id(random_bytes: RandomBytes = nacl.utils.random, *,
+                   created_at: int | None = None) -> bytes:
+    """A new 16-byte id for a frame or a document.
+
+    With ``created_at`` (ms) the id is *time-ordered* (SPEC §4): the time in its first
+    6 bytes, 10 random bytes after it, as in a UUIDv7. Every store keyed by ids then
+    inserts near the end of its index instead of at random places in it, so a batch
+    dirties a few pages instead of one page per row, however big the store has grown.
+    Without it, all 16 bytes are random. Either way a receiver treats the id as opaque.
+    """
+    if created_at is None:
+        return random_bytes(MESSAGE_ID_BYTES)
+    if type(created_at) is not int or not 0 <= created_at < 1 << (8 * TIME_PREFIX_BYTES):
+        raise Malformed(f"created_at {created_at!r} does not fit a time-ordered id")
+    return created_at.to_bytes(TIME_PREFIX_BYTES, "big") + \
+        random_bytes(MESSAGE_ID_BYTES - TIME_PREFIX_BYTES)
 
 
 def make_frame(body: Body, *, origin: str, destination: str, created_at: int,

@@ -257,6 +257,21 @@ def test_new_message_id_uses_the_handed_randomness():
     assert new_message_id() != new_message_id()
 
 
+def test_a_time_ordered_id_starts_with_its_time_and_sorts_by_it():
+    earlier = new_message_id(lambda n: b"\xff" * n, created_at=1_764_000_000_000)
+    later = new_message_id(lambda n: b"\x00" * n, created_at=1_764_000_000_001)
+    assert len(earlier) == len(later) == MESSAGE_ID_BYTES
+    assert earlier[:6] == (1_764_000_000_000).to_bytes(6, "big")
+    assert earlier[6:] == b"\xff" * 10  # the rest is the handed randomness
+    assert earlier < later  # whatever the random part: index inserts go to the end
+
+
+@pytest.mark.parametrize("created_at", [-1, 2**48, True, 1.5])
+def test_a_time_that_does_not_fit_an_id_is_refused(created_at):
+    with pytest.raises(Malformed):
+        new_message_id(created_at=created_at)
+
+
 # --- verification ----------------------------------------------------------------
 
 def test_wrong_key_is_bad_signature():
