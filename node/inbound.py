@@ -39,7 +39,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from protocol import frames, ids
-from protocol.documents import Document, decode_content, validate_attachment_limit
+from protocol.documents import Document, decode_content_to_keep, validate_attachment_limit
 from protocol.errors import (BadSignature, Malformed, NotAddressedHere, ProtocolError,
                              UnknownOrigin, UnknownType)
 from protocol.frames import Frame
@@ -221,7 +221,7 @@ class Inbound:
         context = self.context
         try:
             content = context.open_sealed(frame.body.sealed)
-            document, attachment_data = decode_content(content)
+            document, attachment_data, kept = decode_content_to_keep(content)
             if document.issuer_id != frame.origin:
                 raise Malformed(f"document issued by {document.issuer_id} but sent by "
                                 f"{frame.origin}")
@@ -231,7 +231,7 @@ class Inbound:
             validate_attachment_limit(document, context.config.delivery["max_attachment_bytes"])
         except ProtocolError as refusal:
             return refusal
-        return document, attachment_data
+        return document, attachment_data, kept
 
     def _deliver_document(self, frame: Frame, data: bytes, now: int,
                           opened: "_Opened | ProtocolError", writes: "_Writes") -> None:
@@ -240,7 +240,7 @@ class Inbound:
         if isinstance(opened, ProtocolError):
             raise opened
         context = self.context
-        document, attachment_data = opened
+        document, attachment_data, kept = opened
         if document.doc_id in writes.existing_documents:
             return  # the same document again under another frame id: nothing new
         writes.existing_documents.add(document.doc_id)
@@ -248,14 +248,14 @@ class Inbound:
                              0, now)
         state, step, receipt = plan_step(arrived, Action.DELIVER, actor=context.node_id,
                                          role=Role.SYSTEM, detail="", now=now)
-        writes.documents.append(document_row(document, "received", now))
+        writes.documents.append(document_row(document, "received", now, kept))
         writes.attachments.update(attachment_data)
         writes.inbound.append((replace(arrived, state=state.value, last_seq=step.seq), data))
         writes.receipts.append(step)
         writes.delivered_receipts.setdefault(frame.origin, []).append(receipt)
 
 
-_Opened = tuple[Document, dict[bytes, bytes]]
+_Opened = tuple[Document, dict[bytes, bytes], bytes]  # document, attachment data, kept bytes
 
 
 @dataclass

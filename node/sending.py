@@ -20,15 +20,16 @@ from functools import partial
 from typing import Callable
 
 from protocol import sealing
-from protocol.documents import (Attachment, Document, encode_valid_content,
-                                validate_attachment_limit, validate_document)
+from protocol.documents import (Attachment, Document, encode_kept_content,
+                                encode_valid_content, validate_attachment_limit,
+                                validate_document)
 from protocol.errors import InvalidDocument, ProtocolError
 from protocol.messages import DocumentBody
 
 from node.clock import now_ms
 from node.context import NodeContext
 from node.store.db import transaction
-from node.store.document_store import DeliveryRow, DocumentRow, encode_metadata
+from node.store.document_store import DeliveryRow, DocumentRow
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
 # From this many frames in one call, sealing and signing (about 0.15 ms a frame) run in
@@ -66,6 +67,7 @@ class _Prepared:
     document: Document
     attachment_data: dict[bytes, bytes]
     frames: tuple[tuple[str, bytes, bytes], ...]  # (recipient, message id, frame bytes)
+    kept: bytes  # the document as this node keeps it (encode_kept_content)
 
 
 async def send_document(context: NodeContext, draft: Document,
@@ -110,9 +112,11 @@ def _addressed(context: NodeContext, draft: Document, files: list[AttachmentFile
     """Validate the draft and look up its recipients (on the event loop: the directory
     is the loop's); nothing is stored."""
     attachments, data = attach(list(files))
-    document = validate_document(replace(draft, issuer_id=context.node_id,
-                                         attachments=attachments or draft.attachments,
-                                         created_at=draft.created_at or now_ms()))
+    if attachments or draft.issuer_id != context.node_id or not draft.created_at:
+        draft = replace(draft, issuer_id=context.node_id,
+                        attachments=attachments or draft.attachments,
+                        created_at=draft.created_at or now_ms())
+    document = validate_document(draft)
     validate_attachment_limit(document, max_attachment_bytes)
     box_keys = {recipient: _recipient_key(context, recipient)
                 for recipient in document.main_recipients + document.cc_recipients}
@@ -127,7 +131,9 @@ def _seal_and_sign(sign_frame: Callable[[DocumentBody, str], tuple[bytes, bytes]
     for recipient, box_key in item.box_keys.items():
         message_id, frame = sign_frame(DocumentBody(sealing.seal(content, box_key)), recipient)
         frames.append((recipient, message_id, frame))
-    return _Prepared(item.document, item.attachment_data, tuple(frames))
+    document = item.document
+    kept = encode_kept_content(document) if document.attachments else content
+    return _Prepared(document, item.attachment_data, tuple(frames), kept)
 
 
 async def _queue(context: NodeContext, prepared: list[_Prepared]) -> list[SentDocument]:
@@ -139,7 +145,7 @@ async def _queue(context: NodeContext, prepared: list[_Prepared]) -> list[SentDo
     sent: list[SentDocument] = []
     for item in prepared:
         document = item.document
-        documents.append(document_row(document, "sent", now))
+        documents.append(document_row(document, "sent", now, item.kept))
         attachments.update(item.attachment_data)
         for recipient, message_id, frame in item.frames:
             outbox.append((message_id, context.next_hop(recipient), recipient, frame, now))
@@ -173,10 +179,11 @@ def _recipient_key(context: NodeContext, recipient: str) -> bytes:
                               f"federation ({refusal.code})") from None
 
 
-def document_row(document: Document, direction: str, now: int) -> DocumentRow:
+def document_row(document: Document, direction: str, now: int, kept: bytes) -> DocumentRow:
+    """The row of a document; ``kept`` is how it is kept (``encode_kept_content``)."""
     return DocumentRow(doc_id=document.doc_id, direction=direction, origin=document.issuer_id,
                        title=document.title, doc_number=document.doc_number, kind=document.kind,
                        urgency=document.urgency, issuer=document.issuer,
                        created_at=document.created_at, deadline=document.deadline,
                        in_reply_to=document.in_reply_to, stored_at=now,
-                       content=encode_metadata(document))
+                       content=kept)

@@ -30,6 +30,7 @@ clock can be read by accident.
 from __future__ import annotations
 
 import re
+from operator import is_
 
 from protocol.document_model import (
     CLASSIFICATIONS, DOC_ID_BYTES, FIELD_LABELS, KINDS, MAX_ATTACHMENT_NAME_CHARS,
@@ -169,12 +170,13 @@ def _node_ids(value: object, field: str) -> tuple[str, ...]:
     if len(value) > MAX_RECIPIENTS:
         raise _refuse(field, f"lists {len(value)} recipients, over the limit of {MAX_RECIPIENTS}")
     ids = tuple(_node_id(item, field) for item in value)
-    seen: set[str] = set()
-    for node_id in ids:
-        if node_id in seen:
-            raise _refuse(field, f"lists {node_id} twice")
-        seen.add(node_id)
-    return ids
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for node_id in ids:
+            if node_id in seen:
+                raise _refuse(field, f"lists {node_id} twice")
+            seen.add(node_id)
+    return value if type(value) is tuple and all(map(is_, ids, value)) else ids
 
 
 def _attachment(value: object, index: int) -> Attachment:
@@ -209,7 +211,10 @@ def _attachment(value: object, index: int) -> Attachment:
     if type(value.size) is not int or not 0 <= value.size <= MAX_INT:
         raise InvalidDocument(f"{where} size must be a non-negative integer, "
                               f"got {_quote(value.size)}")
-    return Attachment(name, str.__str__(media_type), value.sha256, value.size)
+    media_type = str.__str__(media_type)
+    if type(value) is Attachment and name is value.name and media_type is value.media_type:
+        return value  # nothing to normalise: no copy
+    return Attachment(name, media_type, value.sha256, value.size)
 
 
 def _attachments(value: object) -> tuple[Attachment, ...]:
@@ -218,6 +223,8 @@ def _attachments(value: object) -> tuple[Attachment, ...]:
     if len(value) > MAX_ATTACHMENTS:
         raise _refuse("attachments", f"number {len(value)}, over the limit of {MAX_ATTACHMENTS}")
     attachments = tuple(_attachment(item, index) for index, item in enumerate(value))
+    if type(value) is tuple and all(map(is_, attachments, value)):
+        attachments = value
     names: set[str] = set()
     for attachment in attachments:
         if attachment.name in names:
@@ -291,6 +298,13 @@ def validate_document(doc: Document) -> Document:
         raise _refuse("in_reply_to", "cannot be the document itself")
     created_at = _integer(doc.created_at, "created_at")
 
+    if type(doc) is Document and _unchanged(doc, title, kind, issuer, issuer_id, main, cc,
+                                            doc_number, urgency, classification,
+                                            secrecy_period, copy_number, signer, body,
+                                            attachments, notes, written_date, printed_by,
+                                            printed_date):
+        validate_attachment_limit(doc, MAX_ATTACHMENTS_BYTES)
+        return doc  # already normal: the same object, no copy (the common case)
     valid = Document(
         doc_id=doc_id, title=title, kind=kind, issuer=issuer, issuer_id=issuer_id,
         main_recipients=main, cc_recipients=cc, doc_number=doc_number, urgency=urgency,
@@ -302,6 +316,17 @@ def validate_document(doc: Document) -> Document:
     )
     validate_attachment_limit(valid, MAX_ATTACHMENTS_BYTES)
     return valid
+
+
+def _unchanged(doc: Document, *normalised: object) -> bool:
+    """Whether validation normalised none of ``doc``'s fields (each value is the very
+    object the document holds). Ids and integers are not in the list: they are checked
+    for their exact type and never rewritten."""
+    return all(map(is_, normalised, (
+        doc.title, doc.kind, doc.issuer, doc.issuer_id, doc.main_recipients,
+        doc.cc_recipients, doc.doc_number, doc.urgency, doc.classification,
+        doc.secrecy_period, doc.copy_number, doc.signer, doc.body, doc.attachments,
+        doc.notes, doc.written_date, doc.printed_by, doc.printed_date)))
 
 
 def validate_attachment_limit(doc: Document, max_bytes: int) -> None:

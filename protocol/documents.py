@@ -18,6 +18,12 @@ validates the ``Document`` it built (refused as ``invalid_document``, naming the
 in Chinese and English: "标题 title is required"). Attachment bytes are hashed on both
 sides. ``decode_content`` never raises anything but a ``ProtocolError``.
 
+A node keeps a document as its content map without the attachment bytes
+(``encode_kept_content``; those go to a table of their own, by SHA-256). A document
+without attachments is therefore kept as the very bytes it travelled in: the sender
+keeps what it sealed, the receiver what it opened (``decode_content_to_keep``), and
+neither encodes it a second time. ``decode_kept_content`` reads it back.
+
 This module is the content codec and the public face of the document: the dataclasses
 and limits (``document_model.py``) and the two validators (``document_rules.py``) are
 re-exported here, so callers import everything from ``protocol.documents``. Like the
@@ -54,6 +60,7 @@ __all__ = [
     "MAX_ATTACHMENTS_BYTES", "MAX_RECIPIENTS", "MAX_CONTENT_BYTES", "CONTENT_LIMITS",
     "FIELD_LABELS", "Attachment", "Document", "validate_document",
     "validate_attachment_limit", "encode_content", "encode_valid_content", "decode_content",
+    "decode_content_to_keep", "encode_kept_content", "decode_kept_content",
     "normalise_doc_number",
 ]
 
@@ -103,7 +110,29 @@ def encode_valid_content(doc: Document, attachment_data: Mapping[bytes, bytes]) 
         if len(data) != attachment.size:
             raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} is {len(data)} "
                                   f"bytes, but its size says {attachment.size}")
-    content = pack({
+    content = pack(_content_map(doc, verified))
+    if len(content) > MAX_CONTENT_BYTES:
+        raise InvalidDocument(f"内容 content is {len(content)} bytes encoded, "
+                              f"over the limit of {MAX_CONTENT_BYTES}")
+    return content
+
+
+def encode_kept_content(doc: Document) -> bytes:
+    """The content map of a valid ``doc`` with its attachments' bytes left out (no ``d``
+    field): how a node keeps a document, its attachment bytes being stored apart by
+    SHA-256. Read back with ``decode_kept_content``."""
+    return pack(_content_map(doc, None))
+
+
+def _content_map(doc: Document, attachment_data: Mapping[bytes, bytes] | None) -> dict:
+    """SPEC §5's content map of ``doc``; without ``attachment_data``, no ``d`` fields."""
+    if attachment_data is None:
+        attachments = [{"n": a.name, "mt": a.media_type, "h": a.sha256, "sz": a.size}
+                       for a in doc.attachments]
+    else:
+        attachments = [{"n": a.name, "mt": a.media_type, "h": a.sha256, "sz": a.size,
+                        "d": attachment_data[a.sha256]} for a in doc.attachments]
+    return {
         "v": CONTENT_VERSION,
         "id": doc.doc_id,
         "ti": doc.title,
@@ -119,8 +148,7 @@ def encode_valid_content(doc: Document, attachment_data: Mapping[bytes, bytes]) 
         "cn": doc.copy_number,
         "sg": doc.signer,
         "bd": doc.body,
-        "att": [{"n": a.name, "mt": a.media_type, "h": a.sha256, "sz": a.size,
-                 "d": verified[a.sha256]} for a in doc.attachments],
+        "att": attachments,
         "nt": doc.notes,
         "wd": doc.written_date,
         "pb": doc.printed_by,
@@ -128,15 +156,19 @@ def encode_valid_content(doc: Document, attachment_data: Mapping[bytes, bytes]) 
         "dl": doc.deadline,
         "re": doc.in_reply_to,
         "at": doc.created_at,
-    })
-    if len(content) > MAX_CONTENT_BYTES:
-        raise InvalidDocument(f"内容 content is {len(content)} bytes encoded, "
-                              f"over the limit of {MAX_CONTENT_BYTES}")
-    return content
+    }
 
 
 def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
     """The document and its attachment bytes (by SHA-256), read strictly from ``data``."""
+    document, contents, _ = decode_content_to_keep(data)
+    return document, contents
+
+
+def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], bytes]:
+    """``decode_content``, and the bytes to keep the document as (``encode_kept_content``'s
+    form): ``data`` itself when it carries no attachment and validation normalised
+    nothing, the common case, which then encodes nothing again."""
     value = unpack(data, CONTENT_LIMITS, what=_WHAT)
     if type(value) is not dict:
         raise Malformed(f"{_WHAT}: expected a map, got {type(value).__name__}")
@@ -181,10 +213,10 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
         printed_by=printed_by, printed_date=printed_date, deadline=value["dl"],
         in_reply_to=value["re"], created_at=created_at,
     )
-    document = validate_document(document)
+    valid = validate_document(document)
     # Checked after validation, so names in these details are known to be sound.
     contents: dict[bytes, bytes] = {}
-    for attachment, blob in zip(document.attachments, blobs):
+    for attachment, blob in zip(valid.attachments, blobs):
         if len(blob) != attachment.size:
             raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} is {len(blob)} "
                                   f"bytes, but its size says {attachment.size}")
@@ -193,7 +225,26 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
                 raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} does not "
                                       f"match its SHA-256")
             contents[attachment.sha256] = blob
-    return document, contents
+    if valid is document and not blobs:
+        return valid, contents, data
+    return valid, contents, encode_kept_content(valid)
+
+
+def decode_kept_content(data: bytes) -> Document:
+    """A document from ``encode_kept_content``'s bytes (or ``decode_content_to_keep``'s),
+    which this node stored after validating them: read without validating again."""
+    value = unpack(data, CONTENT_LIMITS, what="kept document")
+    return Document(
+        doc_id=value["id"], title=value["ti"], kind=value["k"], issuer=value["is"],
+        issuer_id=value["iid"], main_recipients=value["to"], cc_recipients=value["cc"],
+        doc_number=value["no"], urgency=value["u"], classification=value["cl"],
+        secrecy_period=value["sp"], copy_number=value["cn"], signer=value["sg"],
+        body=value["bd"], notes=value["nt"], written_date=value["wd"],
+        printed_by=value["pb"], printed_date=value["pd"], deadline=value["dl"],
+        in_reply_to=value["re"], created_at=value["at"],
+        attachments=tuple(Attachment(name=item["n"], media_type=item["mt"],
+                                     sha256=item["h"], size=item["sz"])
+                          for item in value["att"]))
 
 
 def _strings(items: tuple, key: str) -> tuple[str, ...]:

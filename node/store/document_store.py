@@ -8,12 +8,12 @@ than the row, so the hot paths make a few per batch, not a few per document.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable
 
 import msgpack
 
-from protocol.documents import Attachment, Document
+from protocol.documents import Attachment, Document, decode_kept_content
 
 from node.store.connection import Database
 
@@ -274,22 +274,13 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def encode_metadata(document: Document) -> bytes:
-    """The document as this node keeps it: attachments by reference (their bytes are in
-    the attachments table). A local format, never sent anywhere."""
-    # What dataclasses.asdict gives, without its deep copies (this is on the hot path).
-    fields_ = {name: getattr(document, name) for name in _DOCUMENT_FIELDS}
-    fields_["attachments"] = [{name: getattr(item, name) for name in _ATTACHMENT_FIELDS}
-                              for item in document.attachments]
-    return msgpack.packb(fields_, use_bin_type=True)
-
-
-_DOCUMENT_FIELDS = tuple(field.name for field in fields(Document))
-_ATTACHMENT_FIELDS = tuple(field.name for field in fields(Attachment))
-
-
 def decode_metadata(blob: bytes) -> Document:
+    """A document as this node keeps it (``documents.content``): the content map without
+    attachment bytes (``protocol.documents.encode_kept_content``), or, for a document
+    stored before that, the dataclass fields by name."""
     fields = msgpack.unpackb(blob, raw=False)
+    if "doc_id" not in fields:
+        return decode_kept_content(blob)
     fields["attachments"] = tuple(Attachment(**item) for item in fields["attachments"])
     for key in ("main_recipients", "cc_recipients"):
         fields[key] = tuple(fields[key])
