@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from protocol import frames, ids
 from protocol.documents import Document, decode_content_to_keep, validate_attachment_limit
@@ -250,7 +250,8 @@ class Inbound:
                                          role=Role.SYSTEM, detail="", now=now)
         writes.documents.append(document_row(document, "received", now, kept))
         writes.attachments.update(attachment_data)
-        writes.inbound.append((replace(arrived, state=state.value, last_seq=step.seq), data))
+        writes.inbound.append((InboundRow(frame.message_id, document.doc_id, frame.origin,
+                                          state.value, step.seq, now), data))
         writes.receipts.append(step)
         writes.delivered_receipts.setdefault(frame.origin, []).append(receipt)
 

@@ -22,7 +22,6 @@ Every check that can refuse runs before the first write, so a refusal stores not
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from protocol import workflow
 from protocol.errors import IllegalTransition, NotPermitted, ProtocolError
@@ -146,8 +145,9 @@ class SentLedger:
                 break
             self._applied.append((message_id, early.seq))
             seq += 1
-        self._deliveries[message_id] = replace(delivery, state=state.value, last_seq=seq,
-                                               updated_at=now_ms())
+        self._deliveries[message_id] = DeliveryRow(
+            message_id, delivery.doc_id, delivery.recipient, delivery.copy, state.value, seq,
+            now_ms())
         self._changed.add(message_id)
 
     async def save(self) -> None:

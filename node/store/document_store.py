@@ -4,12 +4,15 @@ Writes happen inside a caller's transaction (``db.transaction``). The plural met
 (``add_documents``, ``deliveries_among``, ...) do a whole transfer batch in one
 statement (``executemany``, ``IN (...)``): a statement run from Python costs more
 than the row, so the hot paths make a few per batch, not a few per document.
+
+The row types are named tuples in their table's column order: a few of them are made
+for every document that passes, and a tuple is both the cheapest immutable record
+Python builds and the parameters ``executemany`` takes as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import msgpack
 
@@ -18,8 +21,7 @@ from protocol.documents import Attachment, Document, decode_kept_content
 from node.store.connection import Database
 
 
-@dataclass(frozen=True)
-class DocumentRow:
+class DocumentRow(NamedTuple):
     doc_id: bytes
     direction: str
     origin: str
@@ -35,8 +37,7 @@ class DocumentRow:
     content: bytes
 
 
-@dataclass(frozen=True)
-class DeliveryRow:
+class DeliveryRow(NamedTuple):
     message_id: bytes
     doc_id: bytes
     recipient: str
@@ -46,8 +47,7 @@ class DeliveryRow:
     updated_at: int
 
 
-@dataclass(frozen=True)
-class InboundRow:
+class InboundRow(NamedTuple):
     message_id: bytes
     doc_id: bytes
     origin: str
@@ -56,8 +56,7 @@ class InboundRow:
     updated_at: int
 
 
-@dataclass(frozen=True)
-class ReceiptRow:
+class ReceiptRow(NamedTuple):
     message_id: bytes
     seq: int
     step: str
@@ -83,9 +82,7 @@ class DocumentStore:
         cursor = await self._db.execute(
             f"INSERT OR IGNORE INTO documents ({_DOCUMENT_COLUMNS}) VALUES "
             f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.doc_id, row.direction, row.origin, row.title, row.doc_number, row.kind,
-             row.urgency, row.issuer, row.created_at, row.deadline, row.in_reply_to,
-             row.stored_at, row.content))
+            row)
         return cursor.rowcount == 1
 
     async def add_documents(self, rows: list[DocumentRow]) -> None:
@@ -93,10 +90,7 @@ class DocumentStore:
         if rows:
             await self._db.executemany(
                 f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES "
-                f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(row.doc_id, row.direction, row.origin, row.title, row.doc_number, row.kind,
-                  row.urgency, row.issuer, row.created_at, row.deadline, row.in_reply_to,
-                  row.stored_at, row.content) for row in rows])
+                f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def add_attachments(self, data: dict[bytes, bytes]) -> None:
         if not data:
@@ -105,23 +99,18 @@ class DocumentStore:
                                    [(sha, len(blob), blob) for sha, blob in data.items()])
 
     async def add_delivery(self, row: DeliveryRow) -> None:
-        await self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (row.message_id, row.doc_id, row.recipient, row.copy, row.state,
-                                row.last_seq, row.updated_at))
+        await self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
     async def add_deliveries(self, rows: list[DeliveryRow]) -> None:
         if rows:
-            await self._db.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                       [(row.message_id, row.doc_id, row.recipient, row.copy,
-                                         row.state, row.last_seq, row.updated_at) for row in rows])
+            await self._db.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def add_inbounds(self, rows: list[tuple[InboundRow, bytes]]) -> None:
         """Insert inbound documents (row, frame as it arrived), state and seq as given."""
         if rows:
             await self._db.executemany(
                 f"INSERT INTO inbound ({_INBOUND_COLUMNS}, frame) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(row.message_id, row.doc_id, row.origin, row.state, row.last_seq,
-                  row.updated_at, frame) for row, frame in rows])
+                [(*row, frame) for row, frame in rows])
 
     async def add_inbound(self, message_id: bytes, doc_id: bytes, origin: str, frame: bytes,
                           now_ms: int) -> None:
@@ -131,15 +120,12 @@ class DocumentStore:
 
     async def add_receipt(self, row: ReceiptRow) -> None:
         await self._db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (row.message_id, row.seq, row.step, row.actor, row.at, row.detail,
-                                int(row.applied)))
+                               row)  # applied: a bool, stored as 0 or 1
 
     async def add_receipts(self, rows: list[ReceiptRow]) -> None:
         if rows:
             await self._db.executemany(
-                "INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(row.message_id, row.seq, row.step, row.actor, row.at, row.detail,
-                  int(row.applied)) for row in rows])
+                "INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def mark_receipts_applied(self, keys: list[tuple[bytes, int]]) -> None:
         """``keys``: (message id, seq) of receipts now applied."""
