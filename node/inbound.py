@@ -24,7 +24,9 @@ refused before its first write (as is a document whose attachments exceed this
 node's ``max_attachment_bytes``). The acknowledgement lists the accepted ids and the
 refused ones with their codes; it is sent only after the commit.
 
-Cost. Documents for this node are decrypted before the write lock is taken. Inside
+Cost. Verifying and decrypting happen before the write lock is taken, and for a batch
+of more than a few frames in a worker thread (libsodium lets go of the GIL), with the
+origins' keys looked up beforehand on the event loop, which owns the directory. Inside
 the transaction the batch makes a fixed number of statements whatever its size (the
 reads it needs up front, then one ``executemany`` per table), because preparing and
 running a statement from Python costs more than the rows it writes; each frame's
@@ -61,7 +63,7 @@ log = logging.getLogger("govnode.inbound")
 REPLAY_WINDOW_MS = 30 * 24 * 3600 * 1000  # store-and-forward can take days; dedupe covers it
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 NEWER_KEY_GRACE_MS = 5 * 60 * 1000  # how long a frame failing its signature is deferred
-OPEN_OFF_LOOP_FRAMES = 16  # from this many documents in a transfer, open them in a thread
+OFF_LOOP_FRAMES = 16  # from this many frames in a transfer, verify and open in a thread
 
 
 @dataclass
@@ -85,74 +87,65 @@ class Inbound:
     def __init__(self, context: NodeContext) -> None:
         self.context = context
 
-    def check(self, data: bytes, now: int) -> Frame:
-        """Steps 1-3 above; raises the refusal."""
-        context = self.context
+    def _locate(self, data: bytes) -> frames.SignedFrame:
+        """Step 1: parse within limits; this node must be on the frame's route."""
+        node_id = self.context.node_id
         signed = frames.parse_frame(data)
         frame = signed.frame
-        if frame.destination != context.node_id and \
-                context.node_id not in ids.route(frame.origin, frame.destination):
-            raise NotAddressedHere(f"{context.node_id} is not on the route from {frame.origin} "
+        if frame.destination != node_id and node_id not in ids.route(frame.origin,
+                                                                      frame.destination):
+            raise NotAddressedHere(f"{node_id} is not on the route from {frame.origin} "
                                    f"to {frame.destination}")
-        if frame.origin == context.node_id:
+        if frame.origin == node_id:
             raise NotAddressedHere("a frame this node sent came back to it")
-        self._verify_origin(signed, now)
-        frames.check_age(frame, now_ms=now, max_age_ms=REPLAY_WINDOW_MS,
-                         max_future_ms=MAX_CLOCK_SKEW_MS)
-        if not isinstance(frame.body, _TRANSFERRED):  # not even to relay
-            raise Malformed(f"{frame.type} frames are not delivered by transfer")
-        return frame
+        return signed
 
-    def _verify_origin(self, signed: frames.SignedFrame, now: int) -> None:
+    def _origin_keys(self, origin: str, now: int) -> "_OriginKeys | Exception":
+        """The keys a frame from ``origin`` may verify with, or the refusal of every frame
+        from it. Looked up on the event loop (the directory is the loop's), so that
+        verifying may run in a thread."""
         directory = self.context.directory
         try:
-            certificate = directory.valid_certificate(signed.origin, now)
+            certificate = directory.valid_certificate(origin, now)
         except (UnknownOrigin, BadSignature) as refusal:
             # A certificate not here yet, or a chain whose issuer re-keyed before its
             # re-issued certificates arrived: gossip will catch up, so ask the sender
             # to keep the frame and try again rather than drop it.
-            raise NotYetVerifiable(refusal) from None
-        try:
-            signed.verify(certificate.keys.verify_key)
-            return
-        except BadSignature as refusal:
-            failure = refusal
-        previous = directory.previous_certificate(signed.origin, now)
-        if previous is not None:
-            try:
-                signed.verify(previous.keys.verify_key)  # signed before the origin re-keyed
-                return
-            except BadSignature:
-                pass
-        if now - signed.frame.created_at < NEWER_KEY_GRACE_MS:
-            # Perhaps signed with a key newer than the certificate we hold: the origin
-            # re-keyed and its new certificate is still on its way. A recent frame is
-            # kept back at the sender; an old one that still fails is refused for good.
-            raise NotYetVerifiable(failure)
-        raise failure
+            return NotYetVerifiable(refusal)
+        except ProtocolError as refusal:  # revoked, expired: refused for good
+            return refusal
+        previous = directory.previous_certificate(origin, now)
+        return _OriginKeys(certificate.keys.verify_key,
+                           None if previous is None else previous.keys.verify_key)
 
     async def receive(self, batch: list[bytes]) -> TransferResult:
-        result, now = TransferResult(), now_ms()
-        checked: list[tuple[Frame, bytes]] = []
+        result, now, context = TransferResult(), now_ms(), self.context
+        located: list[tuple[frames.SignedFrame, bytes]] = []
+        keys: dict[str, _OriginKeys | Exception] = {}
         for data in batch:
             try:
-                checked.append((self.check(data, now), data))
-            except NotYetVerifiable as wait:
-                result.deferred.append((_message_id_of(data), wait.refusal.code, wait.refusal.detail))
-            except UnknownType as refusal:
-                # Perhaps a type a newer version added (as it added ``receipts``): the
-                # sender keeps it until this node is upgraded instead of losing it.
-                result.deferred.append((_message_id_of(data), refusal.code, refusal.detail))
+                signed = self._locate(data)
             except ProtocolError as refusal:
-                result.rejected.append((_message_id_of(data), refusal.code, refusal.detail))
+                _refuse(result, _message_id_of(data), refusal)
+                continue
+            if signed.origin not in keys:
+                keys[signed.origin] = self._origin_keys(signed.origin, now)
+            located.append((signed, data))
+        # Verifying and opening are the costly part (libsodium, which lets go of the
+        # GIL): for a big batch they run in a worker thread, the loop meanwhile serving
+        # the next transfer and this node's own deliveries.
+        if len(located) < OFF_LOOP_FRAMES:
+            checked, refused, opened = self._verify_and_open(located, keys, now)
+        else:
+            checked, refused, opened = await asyncio.to_thread(
+                self._verify_and_open, located, keys, now)
+        for message_id, refusal in refused:
+            _refuse(result, message_id, refusal)
         if not checked:
             return result
-        context = self.context
         here = [frame for frame, _ in checked if frame.destination == context.node_id]
-        # Opening is the costly part: done before taking the write lock. A refusal found
-        # here waits for the dedupe below (a frame accepted before is acknowledged again).
-        opened = await self._open_all([frame for frame in here
-                                       if isinstance(frame.body, DocumentBody)])
+        # A document that did not open is refused only after the dedupe below: a frame
+        # accepted before is acknowledged again.
         async with transaction(context.db):
             seen = await context.outbox.seen_among([frame.message_id for frame, _ in checked])
             writes = _Writes(existing_documents=await context.documents.existing_documents(
@@ -204,16 +197,26 @@ class Inbound:
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
 
-    async def _open_all(self, documents: list[Frame]) -> dict[bytes, "_Opened | ProtocolError"]:
-        """Each document frame's ``_open`` result, by message id. Many of them are opened
-        in a worker thread (PyNaCl lets go of the GIL), so the loop meanwhile serves
-        the next transfer and the node's own deliveries."""
-        def open_each() -> dict[bytes, "_Opened | ProtocolError"]:
-            return {frame.message_id: self._open(frame) for frame in documents}
-
-        if len(documents) < OPEN_OFF_LOOP_FRAMES:
-            return open_each()
-        return await asyncio.to_thread(open_each)
+    def _verify_and_open(self, located: list[tuple[frames.SignedFrame, bytes]],
+                         keys: dict[str, "_OriginKeys | Exception"], now: int
+                         ) -> tuple[list[tuple[Frame, bytes]], list[tuple[bytes, Exception]],
+                                    dict[bytes, "_Opened | ProtocolError"]]:
+        """Steps 2 and 3 for each located frame, and each document for this node opened:
+        (frames that passed, refusals by message id, ``_open`` results by message id).
+        Safe in a worker thread: it reads only ``keys`` and the node's keys and id."""
+        checked, refused, opened = [], [], {}
+        node_id = self.context.node_id
+        for signed, data in located:
+            frame = signed.frame
+            try:
+                _verify(signed, keys[signed.origin], now)
+            except (ProtocolError, NotYetVerifiable) as refusal:
+                refused.append((frame.message_id, refusal))
+                continue
+            checked.append((frame, data))
+            if frame.destination == node_id and isinstance(frame.body, DocumentBody):
+                opened[frame.message_id] = self._open(frame)
+        return checked, refused, opened
 
     def _open(self, frame: Frame) -> "_Opened | ProtocolError":
         """Decrypt and check a document frame for this node: the document, or the refusal.
@@ -295,6 +298,54 @@ class _Writes:
 
 
 _TRANSFERRED = (DocumentBody, ReceiptBody, ReceiptsBody)  # what /v1/transfer carries
+
+
+@dataclass(frozen=True)
+class _OriginKeys:
+    current: bytes  # the verify key of the origin's valid certificate
+    previous: bytes | None  # the one before its last re-key, while that one is still good
+
+
+def _verify(signed: frames.SignedFrame, keys: "_OriginKeys | Exception", now: int) -> None:
+    """Steps 2 and 3 for one frame, with its origin's keys; raises the refusal."""
+    if isinstance(keys, Exception):  # the origin's refusal, shared by its frames
+        raise keys.with_traceback(None)
+    try:
+        signed.verify(keys.current)
+    except BadSignature as failure:
+        if keys.previous is None or not _verifies(signed, keys.previous):
+            if now - signed.frame.created_at < NEWER_KEY_GRACE_MS:
+                # Perhaps signed with a key newer than the certificate we hold: the
+                # origin re-keyed and its new certificate is still on its way. A recent
+                # frame is kept back at the sender; an old one is refused for good.
+                raise NotYetVerifiable(failure) from None
+            raise
+    frame = signed.frame
+    frames.check_age(frame, now_ms=now, max_age_ms=REPLAY_WINDOW_MS,
+                     max_future_ms=MAX_CLOCK_SKEW_MS)
+    if not isinstance(frame.body, _TRANSFERRED):  # not even to relay
+        raise Malformed(f"{frame.type} frames are not delivered by transfer")
+
+
+def _verifies(signed: frames.SignedFrame, verify_key: bytes) -> bool:
+    try:
+        signed.verify(verify_key)  # e.g. signed before the origin re-keyed
+    except BadSignature:
+        return False
+    return True
+
+
+def _refuse(result: TransferResult, message_id: bytes, refusal: Exception) -> None:
+    """Record a refused frame in ``result``: deferred (the sender keeps it) if it may pass
+    later, rejected for good otherwise."""
+    if isinstance(refusal, NotYetVerifiable):
+        result.deferred.append((message_id, refusal.refusal.code, refusal.refusal.detail))
+    elif isinstance(refusal, UnknownType):
+        # Perhaps a type a newer version added (as it added ``receipts``): the sender
+        # keeps it until this node is upgraded instead of losing it.
+        result.deferred.append((message_id, refusal.code, refusal.detail))
+    else:
+        result.rejected.append((message_id, refusal.code, refusal.detail))
 
 
 def _receipts_in(body: object) -> tuple[ReceiptBody, ...]:

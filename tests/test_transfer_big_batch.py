@@ -1,0 +1,76 @@
+"""A transfer big enough to be verified and opened in a worker thread answers every
+frame as a small one does: the good ones accepted and stored, each bad one refused or
+kept back with its own code, and nothing of the bad ones stored. Real nodes, real
+HTTP, frames crafted with the nodes' own keys (and a stranger's)."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from federation import Federation
+from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, frame, quiet,
+                              read_rows, transfer)
+from node.clock import now_ms
+from node.inbound import NEWER_KEY_GRACE_MS, OFF_LOOP_FRAMES
+from protocol import sealing
+from protocol.keys import NodeKeys
+from protocol.messages import DocumentBody
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
+    federation = Federation(tmp_path_factory.mktemp("big-batch"))
+    await federation.create_root(ROOT)
+    await federation.enroll(CHAOZHOU, "潮州市人民政府办公室")
+    await federation.enroll(SHANTOU, "汕头市人民政府办公室")
+    await federation.wait_converged()
+    yield federation
+    await federation.stop_all()
+
+
+def ids_in(node, table: str) -> set[bytes]:
+    return {row[0] for row in read_rows(node, f"SELECT message_id FROM {table}")}
+
+
+async def test_a_big_batch_answers_each_frame_as_a_small_one_would(federation, http):
+    root, chaozhou, shantou = (federation.nodes[i] for i in (ROOT, CHAOZHOU, SHANTOU))
+    stranger = NodeKeys.generate()
+    sealed = DocumentBody(sealing.seal(b"not a document", root.keys.public.box_key))
+    long_ago = now_ms() - NEWER_KEY_GRACE_MS - 60_000
+    good = [document_frame(chaozhou, root) for _ in range(OFF_LOOP_FRAMES)]
+    bad = {
+        # signed by someone else: recent, so perhaps a newer key of chaozhou's: kept back
+        "forged, recent": (frame(sealed, origin=CHAOZHOU, destination=ROOT, keys=stranger),
+                           "deferred", "bad_signature"),
+        "forged, old": (frame(sealed, origin=CHAOZHOU, destination=ROOT, keys=stranger,
+                              created_at=long_ago), "rejected", "bad_signature"),
+        "unknown origin": (frame(sealed, origin="gd.meizhou", destination=ROOT,
+                                 keys=stranger), "deferred", "unknown_origin"),
+        "not on the route": (frame(sealed, origin=CHAOZHOU, destination=RAOPING,
+                                   keys=chaozhou.keys), "rejected", "not_addressed_here"),
+        "sealed to another": (document_frame(chaozhou, root,
+                                             box_key=shantou.keys.public.box_key),
+                              "rejected", "cannot_decrypt"),
+    }
+    frames_of = [data for _, data in good]
+    batch = frames_of[:8] + [data for (_, data), _, _ in bad.values()] + frames_of[8:]
+    assert len(batch) >= OFF_LOOP_FRAMES
+    await quiet(federation)
+    seen_before, inbound_before = ids_in(root, "seen"), ids_in(root, "inbound")
+
+    answer = await transfer(http, root, batch)
+
+    good_ids = {message_id for message_id, _ in good}
+    assert set(answer["accepted"]) == good_ids and len(answer["accepted"]) == len(good)
+    for what, ((message_id, _), kind, code) in bad.items():
+        matches = [item for item in answer[kind] if item[0] == message_id]
+        assert [item[1] for item in matches] == [code], (what, answer)
+    assert len(answer["rejected"]) + len(answer["deferred"]) == len(bad)
+    # Stored: exactly the good documents, and no trace of the bad frames.
+    assert ids_in(root, "inbound") - inbound_before == good_ids
+    assert ids_in(root, "seen") - seen_before == good_ids
