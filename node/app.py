@@ -11,6 +11,7 @@ other processes (the CLI) committed, and the periodic flush of peer contacts, un
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -78,6 +79,7 @@ class Node:
         return self._stop.is_set()
 
     async def start(self) -> None:
+        _collect_garbage_less_often()
         self.db = await open_database(self.data.database_file)
         self.state = StateStore(self.db)
         self.enrollments = EnrollmentStore(self.db)
@@ -394,3 +396,19 @@ def _file_signature(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (status.st_mtime_ns, status.st_size)
+
+
+# Python's cycle collector runs every 700 net container allocations by default. A
+# node allocates a few dozen short-lived objects per frame, nearly all freed by their
+# reference count, so at a thousand frames a second the collector ran every few
+# milliseconds and found almost nothing. Every 20,000 it finds the same cycles: in
+# ``govnode bench delivery`` the sending process spent 0.17 s collecting for 7,000
+# documents before, 0.03 s after. Process-wide, and never lowered once raised.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _collect_garbage_less_often() -> None:
+    young, middle, old = gc.get_threshold()
+    if young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
