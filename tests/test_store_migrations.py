@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store.db import PAGE_BYTES, _apply, _statements, migrations, open_database
+from node.store.db import _apply, _statements, migrations, open_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,8 +56,6 @@ async def test_version_2_database_keeps_every_row_and_moves_blobs_to_rowid_table
         (version,), = await connection.execute_fetchall("PRAGMA user_version")
         (foreign_keys,), = await connection.execute_fetchall("PRAGMA foreign_keys")
         assert version == max(number for number, _ in migrations()) and foreign_keys == 1
-        (page_bytes,), = await connection.execute_fetchall("PRAGMA page_size")
-        assert page_bytes == 4096  # an existing file keeps the page size it was made with
         for table, rows in before.items():
             assert list(await connection.execute_fetchall(f"SELECT * FROM {table}")) == rows
         # The references still hold: a delivery of an unknown document is refused.
@@ -128,13 +126,3 @@ async def test_a_migration_another_process_applied_meanwhile_is_skipped(tmp_path
         assert not connection.in_transaction
     finally:
         await connection.close()
-
-
-async def test_a_new_database_gets_pages_that_hold_a_few_documents_each(tmp_path):
-    connection = await open_database(tmp_path / "node.db")
-    try:
-        (page_bytes,), = await connection.execute_fetchall("PRAGMA page_size")
-        (mode,), = await connection.execute_fetchall("PRAGMA journal_mode")
-    finally:
-        await connection.close()
-    assert page_bytes == PAGE_BYTES == 16384 and mode == "wal"

@@ -27,7 +27,6 @@ from aiohttp import web
 from node.bench.measure import rate
 from node.bench.processes import REPO, child_env, terminate
 from node.clock import new_id
-from node.store.db import PAGE_BYTES
 
 BODY_BYTES = 4096
 BATCH_ITEMS = 256  # SQLite transaction size and POST batch size of the raw limits
@@ -50,14 +49,13 @@ def crypto_ceiling(seconds: float) -> float:
 
 def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
     """4 KiB rows with a time-ordered 16-byte key (as the node's ids) inserted in
-    transactions of 256, WAL, synchronous=FULL, into a rowid table with the node's
-    page size, as the node's outbox and documents are."""
+    transactions of 256, WAL, synchronous=FULL, into a rowid table as the node's
+    outbox and documents are."""
     path = temp_dir / "raw-sqlite.db"
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
-        connection.execute(f"PRAGMA page_size={PAGE_BYTES}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("CREATE TABLE rows (id BLOB NOT NULL UNIQUE, data BLOB NOT NULL)")

@@ -9,11 +9,6 @@ before each one commits.
 
 ``synchronous=FULL``: a commit is on disk before it returns, which is what lets the
 node acknowledge anything it has stored.
-
-Pages of 16 KiB (``PAGE_BYTES``, for a new file; an existing one keeps its size): most
-rows written are document contents and frames of a few KiB, which on 4 KiB pages
-each take a page and an overflow page of their own, every page a separate write to
-the WAL and again to the database. Three such rows share a 16 KiB page.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from node.store.connection import Database
 
 DATABASE_FILE = "node.db"
 WAL_KEPT_BYTES = 16 * 1024 * 1024
-PAGE_BYTES = 16 * 1024
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -46,7 +40,6 @@ def migrations() -> list[tuple[int, str]]:
 
 async def open_database(path: Path) -> Database:
     connection = Database.open(path)
-    await connection.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new file only
     await connection.execute("PRAGMA journal_mode=WAL")
     await connection.execute("PRAGMA synchronous=FULL")
     # No automatic checkpoints: SQLite would run one inside whichever COMMIT crosses
