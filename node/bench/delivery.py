@@ -29,8 +29,9 @@ Theory of operation. One run measures, on this machine and in this order:
    counted.
 
 3. **Latency**: the seven-node federation of the simulator (gd, two cities, four
-   counties) in this process, converged, then quietened (gossip slowed to once a
-   minute). One document at a time from gd.chaozhou.raoping to gd.shantou.nanao:
+   counties) in this process, built once the disk has written back what the
+   throughput run left (``os.sync``), converged, then quietened (gossip slowed to
+   once a minute). One document at a time from gd.chaozhou.raoping to gd.shantou.nanao:
    four hops, through three relays (gd.chaozhou, gd, gd.shantou), each of which
    stores the frame durably before acknowledging it. A sample is the
    time from ``send_document`` to the commit at the destination; the next sample
@@ -122,6 +123,9 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
                 progress("measuring the limits again…")
                 await _measure_limits(limits, temp_dir, post_server, limit_rounds)
         progress("building the seven-node federation for latency…")
+        # At rest means the disk too: the throughput run left some hundred megabytes
+        # for the kernel to write back, which would otherwise slow every fsync below.
+        await asyncio.to_thread(os.sync)
         latencies = await _county_latency(temp_dir / "federation", samples, body)
     crypto, sqlite_rows, post = (statistics.median(limits[key])
                                  for key in ("crypto", "sqlite", "post"))
