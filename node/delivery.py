@@ -11,7 +11,8 @@ a failed transfer, so a confused neighbour is backed off from, never asked in a 
 
 Up to ``transfers_in_flight`` batches (default 2) of one hop travel at once, each with
 other frames, so a busy neighbour finds the next batch waiting when it finishes one
-instead of idling while this node handles the acknowledgement; frames may therefore
+instead of idling while this node handles the acknowledgement (the acknowledged frames
+are deleted, a commit, beside the next transfer rather than before it); frames may therefore
 arrive out of order, which the receiver's dedupe and the receipts' sequence numbers
 already allow. When a transfer fails, the others in flight finish first, then the
 worker backs off, exponentially with full jitter, capped
@@ -108,14 +109,16 @@ class Delivery:
     async def _work(self, hop: str) -> None:
         wakeup = self._wakeups[hop]
         sending: dict[asyncio.Task, set[bytes]] = {}  # transfers in flight, their frame ids
+        removing: dict[asyncio.Task, set[bytes]] = {}  # acknowledged frames being deleted
         try:
             while True:
                 wakeup.clear()
+                _forget_removed(removing)
                 if len(sending) < self.settings.transfers_in_flight:
                     batch = await self.context.outbox.batch(
                         hop, max_frames=self.settings.batch_frames,
                         max_bytes=self.settings.batch_bytes,
-                        skip=set().union(*sending.values()))
+                        skip=set().union(*sending.values(), *removing.values()))
                     if batch:
                         ids = [q.message_id for q in batch]
                         transfer = asyncio.create_task(
@@ -125,18 +128,21 @@ class Delivery:
                     if not sending:
                         await wakeup.wait()
                         continue
-                failure = await self._next_done(hop, sending, wakeup)
+                failure = await self._next_done(hop, sending, removing, wakeup)
                 if failure is not None:  # let the others finish, then back off
                     if sending:
                         await asyncio.wait(list(sending))
-                        self._collect(hop, sending)
+                        self._collect(hop, sending, removing)
                     await self._back_off(hop, str(failure))
         finally:  # stopping: end the transfers too, and let them unwind (roll back)
             for transfer in sending:
                 transfer.cancel()
-            await asyncio.gather(*sending, return_exceptions=True)
+            # Deletes of acknowledged frames take milliseconds: let them finish (one
+            # cut short would only mean those frames are sent again, and deduplicated).
+            await asyncio.gather(*sending, *removing, return_exceptions=True)
 
     async def _next_done(self, hop: str, sending: dict[asyncio.Task, set[bytes]],
+                         removing: dict[asyncio.Task, set[bytes]],
                          wakeup: asyncio.Event) -> HopFailed | None:
         """Wait for a transfer to end (or, with room for another, for new frames)."""
         waiting: set[asyncio.Future] = set(sending)
@@ -149,10 +155,12 @@ class Delivery:
         finally:
             if woken is not None:
                 woken.cancel()
-        return self._collect(hop, sending)
+        return self._collect(hop, sending, removing)
 
-    def _collect(self, hop: str, sending: dict[asyncio.Task, set[bytes]]) -> HopFailed | None:
-        """Forget finished transfers; the last failure among them, if any."""
+    def _collect(self, hop: str, sending: dict[asyncio.Task, set[bytes]],
+                 removing: dict[asyncio.Task, set[bytes]]) -> HopFailed | None:
+        """Forget finished transfers, starting the deletion of what each had acknowledged;
+        the last failure among them, if any."""
         failure = None
         for transfer in [t for t in sending if t.done()]:
             del sending[transfer]
@@ -163,9 +171,20 @@ class Delivery:
                 raise error
             else:
                 self.failures.pop(hop, None)
+                done = transfer.result()
+                if done:
+                    removing[asyncio.create_task(self._remove(done))] = set(done)
         return failure
 
-    async def _transfer(self, hop: str, frames: list[bytes], message_ids: list[bytes]) -> None:
+    async def _remove(self, message_ids: list[bytes]) -> None:
+        async with transaction(self.context.db):
+            await self.context.outbox.remove(message_ids)
+
+    async def _transfer(self, hop: str, frames: list[bytes], message_ids: list[bytes]
+                        ) -> list[bytes]:
+        """POST one batch; the ids it is done with (accepted, or refused for good), which
+        the worker deletes from the outbox. Their deletion (a commit) does not hold the
+        place of the next transfer: the neighbour gets that one meanwhile."""
         urls = self._peer_urls(hop)
         if not urls:
             raise HopFailed(f"no known endpoint for {hop}")
@@ -178,14 +197,13 @@ class Delivery:
         if status != 200:
             raise HopFailed(f"{hop} answered HTTP {status}: {answer[:200]!r}")
         done, deferred = self._acknowledged(hop, answer, set(message_ids))
-        async with transaction(self.context.db):
-            await self.context.outbox.remove(done)
         self.sent_frames += len(done)
         self._on_result(hop, True, "")
         if deferred and not done:  # nothing moved: wait before asking again
             raise HopFailed(f"{hop} cannot take {len(deferred)} frame(s) yet")
         if not done and not deferred:  # an answer about none of them: do not spin
             raise HopFailed(f"{hop} acknowledged none of the {len(message_ids)} frames sent")
+        return done
 
     def _acknowledged(self, hop: str, answer: bytes, sent: set[bytes]
                       ) -> tuple[list[bytes], list[bytes]]:
@@ -217,4 +235,11 @@ class Delivery:
             self.early_retries += 1
         except asyncio.TimeoutError:
             pass
+
+
+def _forget_removed(removing: dict[asyncio.Task, set[bytes]]) -> None:
+    """Drop finished deletions; a failed one (a storage error) is raised."""
+    for removal in [task for task in removing if task.done()]:
+        del removing[removal]
+        removal.result()
 
