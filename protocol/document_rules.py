@@ -74,12 +74,13 @@ def _refuse(field: str, problem: str) -> InvalidDocument:
 
 
 def _string(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise _refuse(field, f"must be a string, not {type(value).__name__}")
-    value = str.__str__(value)  # an exact str: a subclass cannot misbehave below
-    if not value.isascii() and not _is_unicode_text(value):
-        raise _refuse(field, "contains a lone surrogate (not valid Unicode text)")
-    return value
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise _refuse(field, f"must be a string, not {type(value).__name__}")
+        value = str.__str__(value)  # an exact str: a subclass cannot misbehave below
+    if value.isascii() or _is_unicode_text(value):
+        return value
+    raise _refuse(field, "contains a lone surrogate (not valid Unicode text)")
 
 
 def _is_unicode_text(value: str) -> bool:

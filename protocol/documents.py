@@ -75,8 +75,8 @@ _CONTENT_SCHEMA = {
     "v": int, "id": bytes, "ti": str, "k": str, "is": str, "iid": str, "to": tuple,
     "cc": tuple, "no": str, "u": str, "cl": str, "sp": str, "cn": str, "sg": str, "bd": str,
     "att": tuple, "nt": str, "wd": str, "pb": str, "pd": str, "at": int,
+    "dl": (int, type(None)), "re": (bytes, type(None)),
 }
-_NULLABLE_KINDS = {"dl": (int, "an integer"), "re": (bytes, "binary")}  # or nil
 
 
 def encode_content(doc: Document, attachment_data: Mapping[bytes, bytes]) -> bytes:
@@ -176,22 +176,13 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
     if type(version) is int and version != CONTENT_VERSION:
         raise UnsupportedVersion(f"{_WHAT}: version {version} is not spoken here "
                                  f"(only {CONTENT_VERSION})")
-    # One pass over the key set and the types (this is every received document's
-    # path); the two optional fields may also be nil.
-    for key, (expected, kind_name) in _NULLABLE_KINDS.items():
-        if key not in value:
-            raise Malformed(f"{_WHAT}: missing field {key!r}")
-        item = value[key]
-        if item is not None and type(item) is not expected:
-            raise Malformed(f"{_WHAT}: field {key!r} must be {kind_name}, got "
-                            f"{type(item).__name__}")
+    # One pass over the key set and the types: this is every received document's path.
     (_, doc_id, title, kind, issuer, issuer_id, to, cc, doc_number, urgency, classification,
      secrecy_period, copy_number, signer, body, raw_attachments, notes, written_date,
-     printed_by, printed_date, created_at) = read_exact(
-        {key: item for key, item in value.items() if key not in _NULLABLE_KINDS},
-        _CONTENT_SCHEMA, _WHAT)
-    for key in ("at", "dl"):
-        if value[key] is not None and not 0 <= value[key] <= MAX_INT:
+     printed_by, printed_date, created_at, deadline, in_reply_to) = read_exact(
+        value, _CONTENT_SCHEMA, _WHAT)
+    for key, number in (("at", created_at), ("dl", deadline)):
+        if number is not None and not 0 <= number <= MAX_INT:
             raise Malformed(f"{_WHAT}: field {key!r} out of range [0, {MAX_INT}]")
     if len(raw_attachments) > MAX_ATTACHMENTS:
         raise _refuse("attachments", f"number {len(raw_attachments)}, "
@@ -210,8 +201,8 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
         doc_number=doc_number, urgency=urgency, classification=classification,
         secrecy_period=secrecy_period, copy_number=copy_number, signer=signer, body=body,
         attachments=tuple(attachments), notes=notes, written_date=written_date,
-        printed_by=printed_by, printed_date=printed_date, deadline=value["dl"],
-        in_reply_to=value["re"], created_at=created_at,
+        printed_by=printed_by, printed_date=printed_date, deadline=deadline,
+        in_reply_to=in_reply_to, created_at=created_at,
     )
     valid = validate_document(document)
     # Checked after validation, so names in these details are known to be sound.

@@ -234,8 +234,9 @@ _KIND_NAMES = {str: "a string", bytes: "binary", int: "an integer", dict: "a map
                tuple: "an array", bool: "a boolean"}
 
 
-def read_exact(value: Any, schema: dict[str, type], what: str) -> list[Any]:
-    """The values of a map with exactly ``schema``'s keys, each of exactly its type.
+def read_exact(value: Any, schema: dict[str, type | tuple[type, ...]], what: str) -> list[Any]:
+    """The values of a map with exactly ``schema``'s keys, each of exactly its type (or
+    of one of them, for a tuple of types: ``(int, NoneType)`` is an integer or nil).
 
     The one-call form of ``Fields`` for hot decoders (a frame's envelope fields): the
     key set is compared at once, then each type; the refusals read as ``Fields``'.
@@ -249,9 +250,10 @@ def read_exact(value: Any, schema: dict[str, type], what: str) -> list[Any]:
         raise Malformed(f"{what}: unknown field(s) {sorted(value.keys() - schema.keys())!r}")
     values = [value[key] for key in schema]
     for (key, kind), item in zip(schema.items(), values):
-        if type(item) is not kind:
-            raise Malformed(f"{what}: field {key!r} must be {_KIND_NAMES[kind]}, "
-                            f"got {_type_name(item)}")
+        if type(item) is not kind and (type(kind) is not tuple or type(item) not in kind):
+            kinds = kind if type(kind) is tuple else (kind,)
+            named = " or ".join(_KIND_NAMES.get(each, "nil") for each in kinds)
+            raise Malformed(f"{what}: field {key!r} must be {named}, got {_type_name(item)}")
     return values
 
 
