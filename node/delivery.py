@@ -177,7 +177,9 @@ class Delivery:
         return failure
 
     async def _remove(self, message_ids: list[bytes]) -> None:
-        async with transaction(self.context.db):
+        # Not durable (no fsync of its own): a deletion lost with the machine only means
+        # these frames go again, and the neighbour, which has them, deduplicates them.
+        async with transaction(self.context.db, durable=False):
             await self.context.outbox.remove(message_ids)
 
     async def _transfer(self, hop: str, frames: list[bytes], message_ids: list[bytes]

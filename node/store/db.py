@@ -124,8 +124,9 @@ async def transaction(connection: Database, *, durable: bool = True
 
     ``durable=False`` commits without waiting for the disk (WAL with synchronous=NORMAL:
     safe against a crash of the process, not of the machine). It is for data that
-    peers hold too and gossip brings back, such as directory records, so that a busy
-    directory does not queue behind fsyncs; documents and receipts stay durable.
+    peers hold too and gossip brings back, such as directory records, or for changes
+    whose loss only repeats work (the deletion of frames a neighbour acknowledged,
+    which it deduplicates if they come again); documents and receipts stay durable.
     """
     lock = _locks.setdefault(connection, asyncio.Lock())
     async with lock:
