@@ -225,6 +225,9 @@ class _NodePair:
                     stderr=subprocess.STDOUT, cwd=REPO, env=child_env())
             await _wait_for(self._receiver_reachable, 60, "the receiving node to enroll and "
                             "announce its endpoint", self._receiver_log)
+            # Converged: from now on the sender gossips at its configured pace, as the
+            # receiver does, not ten times a second.
+            _gossip_every(self.sender, self.sender.config.gossip.interval_ms)
         except BaseException:
             await self.__aexit__()
             raise
