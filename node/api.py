@@ -47,7 +47,7 @@ from node import actions, api_tokens, doc_views
 from node.actions import DocumentNotFound
 from node.api_input import (SendRequest, parse_action_request, parse_json, parse_limit,
                             parse_send_request)
-from node.clock import new_id
+from node.clock import new_document_id
 from node.http_errors import encode_answer, read_limited
 from node.sending import attach, send_document
 from node.store.document_store import decode_metadata
@@ -164,7 +164,7 @@ class DocumentApi:
                                                                 parsed.in_reply_to)
             except DocumentNotFound as error:
                 raise InvalidDocument(f"所复公文 in_reply_to: {error}") from None
-        return Document(doc_id=parsed.doc_id or new_id(), issuer_id=self.node.id,
+        return Document(doc_id=parsed.doc_id or new_document_id(), issuer_id=self.node.id,
                         in_reply_to=in_reply_to, **parsed.fields)
 
     async def _already_sent(self, parsed: SendRequest) -> dict[str, Any] | None:

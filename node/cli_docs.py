@@ -21,7 +21,7 @@ from protocol.workflow import Action, Role
 from node import actions, doc_views, operations
 from node.actions import DocumentNotFound
 from node.cli_node import DATA_OPTION, JSON_OPTION, PASSPHRASE_OPTION, _when, run_operation
-from node.clock import new_id
+from node.clock import new_document_id
 from node.output import console, print_json
 from node.sending import AttachmentFile, send_document
 
@@ -77,7 +77,7 @@ def send(data_dir: Path, main: tuple[str, ...], cc: tuple[str, ...], title: str,
         async with operations.open_node(data_dir) as node:
             context = node.context(os.environ.get(passphrase_env) or None)
             in_reply_to = await actions.resolve_document_id(context, reply_to) if reply_to else None
-            draft = Document(doc_id=new_id(), title=title, kind=kind,
+            draft = Document(doc_id=new_document_id(), title=title, kind=kind,
                              issuer=issuer or node.config.name, issuer_id=node.config.node_id,
                              main_recipients=_ids(main), cc_recipients=_ids(cc),
                              doc_number=doc_number, urgency=urgency, signer=signer, body=body,

@@ -173,14 +173,22 @@ class Delivery:
                 self.failures.pop(hop, None)
                 done = transfer.result()
                 if done:
-                    removing[asyncio.create_task(self._remove(done))] = set(done)
+                    removing[asyncio.create_task(self._remove(hop, done))] = set(done)
         return failure
 
-    async def _remove(self, message_ids: list[bytes]) -> None:
-        # Not durable (no fsync of its own): a deletion lost with the machine only means
-        # these frames go again, and the neighbour, which has them, deduplicates them.
-        async with transaction(self.context.db, durable=False):
-            await self.context.outbox.remove(message_ids)
+    async def _remove(self, hop: str, message_ids: list[bytes]) -> None:
+        """Delete acknowledged frames. Not durable (no fsync of its own), and a failure
+        (say, the database locked by another process for longer than the wait) is only
+        logged: a deletion lost either way means these frames go again, and the
+        neighbour, which has them, deduplicates them. Here they go again at once, so
+        that the next acknowledgement gets them deleted."""
+        try:
+            async with transaction(self.context.db, durable=False):
+                await self.context.outbox.remove(message_ids)
+        except Exception as error:  # noqa: BLE001 - see above; the worker carries on
+            log.warning("could not delete %d frames %s acknowledged; sending them again: "
+                        "%s", len(message_ids), hop, error)
+            self.wake(hop)
 
     async def _transfer(self, hop: str, frames: list[bytes], message_ids: list[bytes]
                         ) -> list[bytes]:
@@ -240,8 +248,8 @@ class Delivery:
 
 
 def _forget_removed(removing: dict[asyncio.Task, set[bytes]]) -> None:
-    """Drop finished deletions; a failed one (a storage error) is raised."""
+    """Drop finished deletions (``_remove`` logs its own failures), so that frames whose
+    deletion failed are taken into batches again."""
     for removal in [task for task in removing if task.done()]:
         del removing[removal]
-        removal.result()
 

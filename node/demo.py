@@ -38,7 +38,7 @@ from protocol.workflow import Action
 
 from node import actions, demo_report, doc_views
 from node.app import Node
-from node.clock import new_id
+from node.clock import new_document_id
 from node.local_federation import FederationTimeout, LocalFederation, wait_for
 from node.operations import OperationError
 from node.sending import send_document
@@ -103,7 +103,7 @@ def number(node: Node, serial: int, letter: bool = False) -> str:
 
 async def send(node: Node, kind: str, to: tuple[str, ...], title: str, body: str,
                **fields) -> tuple[bytes, str]:
-    draft = Document(doc_id=new_id(), title=title, kind=kind, issuer=node.config.name,
+    draft = Document(doc_id=new_document_id(), title=title, kind=kind, issuer=node.config.name,
                      issuer_id=node.id, main_recipients=to, body=body, **fields)
     sent = await send_document(node.context, draft)
     return sent.document.doc_id, f"{kind} {sent.document.doc_number}"

@@ -135,28 +135,28 @@ class Inbound:
         # GIL): for a big batch they run in a worker thread, the loop meanwhile serving
         # the next transfer and this node's own deliveries.
         if len(located) < OFF_LOOP_FRAMES:
-            checked, refused, opened = self._verify_and_open(located, keys, now)
+            checked, refused = self._verify_and_open(located, keys, now)
         else:
-            checked, refused, opened = await asyncio.to_thread(
-                self._verify_and_open, located, keys, now)
+            checked, refused = await asyncio.to_thread(self._verify_and_open, located, keys,
+                                                       now)
         for message_id, refusal in refused:
             _refuse(result, message_id, refusal)
         if not checked:
             return result
-        here = [frame for frame, _ in checked if frame.destination == context.node_id]
+        here = [frame for frame, _, _ in checked if frame.destination == context.node_id]
         # A document that did not open is refused only after the dedupe below: a frame
         # accepted before is acknowledged again.
         async with transaction(context.db):
-            seen = await context.outbox.seen_among([frame.message_id for frame, _ in checked])
+            seen = await context.outbox.seen_among([frame.message_id for frame, _, _ in checked])
             writes = _Writes(existing_documents=await context.documents.existing_documents(
-                [item[0].doc_id for item in opened.values() if isinstance(item, tuple)]))
+                [item[0].doc_id for _, _, item in checked if isinstance(item, tuple)]))
             ledger = SentLedger(context)
             receipts_for = [receipt.document_id for frame in here
                             for receipt in _receipts_in(frame.body)]
             if receipts_for:
                 await ledger.load(receipts_for)
             fresh: list[bytes] = []
-            for frame, data in checked:
+            for frame, data, opened in checked:
                 if frame.message_id in seen:
                     result.accepted.append(frame.message_id)
                     continue
@@ -178,7 +178,7 @@ class Inbound:
 
     def _handle(self, frame: Frame, data: bytes, now: int, result: TransferResult,
                 writes: "_Writes", ledger: SentLedger,
-                opened: dict[bytes, "_Opened | ProtocolError"]) -> None:
+                opened: "_Opened | ProtocolError | None") -> None:
         """Check one fresh frame and add what it stores to ``writes`` / ``ledger``, or
         raise its refusal having added nothing."""
         context = self.context
@@ -188,7 +188,7 @@ class Inbound:
             result.forwarded.add(hop)
             return
         if isinstance(frame.body, DocumentBody):
-            self._deliver_document(frame, data, now, opened[frame.message_id], writes)
+            self._deliver_document(frame, data, now, opened, writes)
             result.forwarded.add(context.next_hop(frame.origin))  # the delivered receipt
             result.delivered_here += 1
         elif isinstance(frame.body, (ReceiptBody, ReceiptsBody)):
@@ -199,12 +199,14 @@ class Inbound:
 
     def _verify_and_open(self, located: list[tuple[frames.SignedFrame, bytes]],
                          keys: dict[str, "_OriginKeys | Exception"], now: int
-                         ) -> tuple[list[tuple[Frame, bytes]], list[tuple[bytes, Exception]],
-                                    dict[bytes, "_Opened | ProtocolError"]]:
+                         ) -> tuple[list[tuple[Frame, bytes, "_Opened | ProtocolError | None"]],
+                                    list[tuple[bytes, Exception]]]:
         """Steps 2 and 3 for each located frame, and each document for this node opened:
-        (frames that passed, refusals by message id, ``_open`` results by message id).
-        Safe in a worker thread: it reads only ``keys`` and the node's keys and id."""
-        checked, refused, opened = [], [], {}
+        (each frame that passed with its bytes and, a document for this node, what
+        ``_open`` made of it; the refusals by message id). Each frame carries its own
+        result, whatever ids other frames of the batch claim. Safe in a worker thread:
+        it reads only ``keys`` and the node's keys and id."""
+        checked, refused = [], []
         node_id = self.context.node_id
         for signed, data in located:
             frame = signed.frame
@@ -213,10 +215,11 @@ class Inbound:
             except (ProtocolError, NotYetVerifiable) as refusal:
                 refused.append((frame.message_id, refusal))
                 continue
-            checked.append((frame, data))
+            opened = None
             if frame.destination == node_id and isinstance(frame.body, DocumentBody):
-                opened[frame.message_id] = self._open(frame)
-        return checked, refused, opened
+                opened = self._open(frame)
+            checked.append((frame, data, opened))
+        return checked, refused
 
     def _open(self, frame: Frame) -> "_Opened | ProtocolError":
         """Decrypt and check a document frame for this node: the document, or the refusal.
@@ -237,7 +240,7 @@ class Inbound:
         return document, attachment_data, kept
 
     def _deliver_document(self, frame: Frame, data: bytes, now: int,
-                          opened: "_Opened | ProtocolError", writes: "_Writes") -> None:
+                          opened: "_Opened | ProtocolError | None", writes: "_Writes") -> None:
         """Store the document and plan its ``delivered`` receipt (one per document; the
         batch's receipts to one origin travel together, see ``_Writes``)."""
         if isinstance(opened, ProtocolError):

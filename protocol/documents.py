@@ -159,6 +159,13 @@ def _content_map(doc: Document, attachment_data: Mapping[bytes, bytes] | None) -
     }
 
 
+# A content map of exactly the schema's entries, as msgpack writes its header (map16).
+# Only such bytes are kept as they came: msgpack keeps the last of a repeated key, so
+# in a map with more entries than keys some bytes were never checked (they could hide
+# megabytes), and those bytes are encoded again from the validated document instead.
+_WHOLE_MAP_HEADER = b"\xde" + len(_CONTENT_SCHEMA).to_bytes(2, "big")
+
+
 def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
     """The document and its attachment bytes (by SHA-256), read strictly from ``data``."""
     document, contents, _ = decode_content_to_keep(data)
@@ -167,8 +174,9 @@ def decode_content(data: bytes) -> tuple[Document, dict[bytes, bytes]]:
 
 def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], bytes]:
     """``decode_content``, and the bytes to keep the document as (``encode_kept_content``'s
-    form): ``data`` itself when it carries no attachment and validation normalised
-    nothing, the common case, which then encodes nothing again."""
+    form): ``data`` itself when it carries no attachment, validation normalised nothing
+    and every byte of it was read (``_WHOLE_MAP_HEADER``), the common case, which then
+    encodes nothing again."""
     value = unpack(data, CONTENT_LIMITS, what=_WHAT)
     if type(value) is not dict:
         raise Malformed(f"{_WHAT}: expected a map, got {type(value).__name__}")
@@ -216,7 +224,7 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
                 raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} does not "
                                       f"match its SHA-256")
             contents[attachment.sha256] = blob
-    if valid is document and not blobs:
+    if valid is document and not blobs and data.startswith(_WHOLE_MAP_HEADER):
         return valid, contents, data
     return valid, contents, encode_kept_content(valid)
 
@@ -225,6 +233,9 @@ def decode_kept_content(data: bytes) -> Document:
     """A document from ``encode_kept_content``'s bytes (or ``decode_content_to_keep``'s),
     which this node stored after validating them: read without validating again."""
     value = unpack(data, CONTENT_LIMITS, what="kept document")
+    if value["v"] != CONTENT_VERSION:
+        raise UnsupportedVersion(f"kept document: content version {value['v']} is not "
+                                 f"read here (only {CONTENT_VERSION})")
     return Document(
         doc_id=value["id"], title=value["ti"], kind=value["k"], issuer=value["is"],
         issuer_id=value["iid"], main_recipients=value["to"], cc_recipients=value["cc"],

@@ -12,6 +12,7 @@ from hypothesis import given
 from protocol.documents import (Document, decode_content, decode_content_to_keep,
                                 decode_kept_content, encode_content, encode_kept_content,
                                 validate_document)
+from protocol.errors import UnsupportedVersion
 from protocol.wire import pack
 
 from node.store.document_store import decode_metadata
@@ -77,6 +78,23 @@ def test_content_that_validation_normalised_is_kept_normalised():
     document, _, kept = decode_content_to_keep(pack(raw))
     assert document == PLAIN
     assert decode_kept_content(kept) == PLAIN
+
+
+def test_bytes_hidden_under_a_repeated_key_are_never_kept():
+    # msgpack keeps the last of a repeated key: a first "nt" carrying a megabyte is read
+    # past, and the map still has exactly the right keys. Those bytes must not be kept.
+    plain = encode_content(PLAIN, {})
+    hidden = b"\xa2nt" + b"\xc6" + (1 << 20).to_bytes(4, "big") + bytes(1 << 20)
+    content = b"\xde" + (24).to_bytes(2, "big") + hidden + plain[3:]
+    document, _, kept = decode_content_to_keep(content)
+    assert document == PLAIN
+    assert len(kept) < 2048 and kept == encode_kept_content(PLAIN)
+
+
+def test_a_kept_document_of_another_content_version_is_not_misread():
+    raw = msgpack.unpackb(encode_kept_content(PLAIN))
+    with pytest.raises(UnsupportedVersion):
+        decode_kept_content(pack({**raw, "v": 2}))
 
 
 @fast

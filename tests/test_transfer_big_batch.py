@@ -1,7 +1,8 @@
 """A transfer big enough to be verified and opened in a worker thread answers every
 frame as a small one does: the good ones accepted and stored, each bad one refused or
-kept back with its own code, and nothing of the bad ones stored. Real nodes, real
-HTTP, frames crafted with the nodes' own keys (and a stranger's)."""
+kept back with its own code, and nothing of the bad ones stored; and each frame of a
+batch is stored with its own document, even when another frame claims its id. Real
+nodes, real HTTP, frames crafted with the nodes' own keys (and a stranger's)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import pytest
 import pytest_asyncio
 
 from federation import Federation
-from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, frame, quiet,
-                              read_rows, transfer)
+from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, draft, frame,
+                              quiet, read_rows, transfer)
 from node.clock import now_ms
 from node.inbound import NEWER_KEY_GRACE_MS, OFF_LOOP_FRAMES
-from protocol import sealing
+from protocol import frames, sealing
+from protocol.documents import encode_content
 from protocol.keys import NodeKeys
 from protocol.messages import DocumentBody
 
@@ -74,3 +76,31 @@ async def test_a_big_batch_answers_each_frame_as_a_small_one_would(federation, h
     # Stored: exactly the good documents, and no trace of the bad frames.
     assert ids_in(root, "inbound") - inbound_before == good_ids
     assert ids_in(root, "seen") - seen_before == good_ids
+
+
+def same_id_document(sender, recipient, message_id: bytes, title: str) -> bytes:
+    content = encode_content(draft(sender.id, [recipient.id], title=title), {})
+    made = frames.make_frame(DocumentBody(sealing.seal(content, recipient.keys.public.box_key)),
+                             origin=sender.id, destination=recipient.id, created_at=now_ms(),
+                             message_id=message_id)
+    return frames.encode_frame(made, sender.keys)
+
+
+@pytest.mark.parametrize("size", [2, OFF_LOOP_FRAMES], ids=["small", "off-loop"])
+async def test_two_frames_claiming_one_id_each_keep_their_own_document(federation, http, size):
+    # Ids are the sender's to choose: another member may reuse one, in the same batch.
+    root, chaozhou, shantou = (federation.nodes[i] for i in (ROOT, CHAOZHOU, SHANTOU))
+    shared = frames.new_message_id()
+    first = same_id_document(chaozhou, root, shared, "潮州市的公文")
+    second = same_id_document(shantou, root, shared, "汕头市冒用同一标识的公文")
+    filler = [data for _, data in (document_frame(chaozhou, root) for _ in range(size - 2))]
+    await quiet(federation)
+
+    answer = await transfer(http, root, [first, second, *filler])
+
+    assert answer["accepted"].count(shared) == 2  # the second is a duplicate by its id
+    ((origin, doc_id),) = read_rows(root, f"SELECT origin, doc_id FROM inbound "
+                                          f"WHERE message_id = x'{shared.hex()}'")
+    ((title, issuer_id),) = read_rows(root, f"SELECT title, origin FROM documents "
+                                            f"WHERE doc_id = x'{doc_id.hex()}'")
+    assert (origin, issuer_id, title) == (CHAOZHOU, CHAOZHOU, "潮州市的公文")

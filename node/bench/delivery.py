@@ -68,7 +68,7 @@ from protocol.documents import Document
 
 from node import operations
 from node.app import Node
-from node.clock import new_id, now_ms
+from node.clock import new_document_id, now_ms
 from node.local_federation import FederationTimeout, wait_for
 from node.topology import load_topology
 from node.bench.limits import (BODY_BYTES, PostServer, crypto_ceiling,
@@ -406,7 +406,7 @@ def _body_text() -> str:
 
 
 def _draft(sender: Node, recipient: str, body: str, number: int) -> Document:
-    return Document(doc_id=new_id(), title=f"基准测试公文 第{number + 1}号", kind="通知",
+    return Document(doc_id=new_document_id(), title=f"基准测试公文 第{number + 1}号", kind="通知",
                     issuer=sender.config.name, issuer_id=sender.id, main_recipients=(recipient,),
                     body=body)
 

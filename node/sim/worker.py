@@ -38,7 +38,7 @@ from protocol.workflow import Action
 
 from node.actions import act
 from node.app import Node
-from node.clock import new_id
+from node.clock import new_document_id
 from node.sending import send_document
 from node.sim.faults import Fault
 from node.sim.links import LinkPolicy
@@ -140,7 +140,7 @@ class Worker:
         node = self.nodes.get(sender)
         if node is None or node.stopping:
             return  # crashed right now: a clerk would send later
-        draft = Document(doc_id=new_id(), title=title, kind=kind, issuer=node.config.name,
+        draft = Document(doc_id=new_document_id(), title=title, kind=kind, issuer=node.config.name,
                          issuer_id=sender, main_recipients=to, body="正文。" * 200,
                          signer="值班领导" if kind == "请示" else "", in_reply_to=in_reply_to)
         try:
