@@ -469,9 +469,19 @@ def test_many_long_arrays_are_walked_then_decoded(monkeypatch):
     real_walker = wire._refuse_deep_nesting
     monkeypatch.setattr(wire, "_refuse_deep_nesting",
                         lambda *args: walked.append(1) or real_walker(*args))
-    value = [[i] * 16 for i in range(40)]  # 41 array16 headers
+    value = [[i] * 300 for i in range(40)]  # 41 array16 headers, longer than the middle cap
     assert unpack(pack(value)) == as_decoded(value)
     assert walked
+
+
+def test_a_batch_of_a_few_hundred_items_decodes_without_the_walk(monkeypatch):
+    # What receipts frames and acknowledgements carry: decoded with the middle cap,
+    # whose preallocation stays within the budget, without a Python step per item.
+    walked = []
+    monkeypatch.setattr(wire, "_refuse_deep_nesting", lambda *args: walked.append(1))
+    value = {"items": [{"doc": bytes([i]) * 16, "seq": 1} for i in range(256)]}
+    assert unpack(pack(value)) == as_decoded(value)
+    assert not walked
 
 
 WIDE_VALUES = st.recursive(  # containers long enough for array16/map16, payloads for bin16
