@@ -26,13 +26,8 @@ pytestmark = pytest.mark.asyncio
 HOP = "gd.elsewhere"
 
 
-async def neighbour(answer: dict) -> tuple[web.AppRunner, str, list[int]]:
-    requests: list[int] = []
-
-    async def transfer(request: web.Request) -> web.Response:
-        requests.append(len(await request.read()))
-        return web.Response(body=pack(answer), content_type="application/msgpack")
-
+async def serve(transfer) -> tuple[web.AppRunner, str]:
+    """A stand-in neighbour answering ``POST /v1/transfer`` with ``transfer``."""
     app = web.Application()
     app.router.add_post("/v1/transfer", transfer)
     runner = web.AppRunner(app)
@@ -40,7 +35,18 @@ async def neighbour(answer: dict) -> tuple[web.AppRunner, str, list[int]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}", requests
+    return runner, f"http://{host}:{port}"
+
+
+async def neighbour(answer: dict) -> tuple[web.AppRunner, str, list[int]]:
+    requests: list[int] = []
+
+    async def transfer(request: web.Request) -> web.Response:
+        requests.append(len(await request.read()))
+        return web.Response(body=pack(answer), content_type="application/msgpack")
+
+    runner, url = await serve(transfer)
+    return runner, url, requests
 
 
 @pytest.mark.parametrize("answer", [
@@ -100,13 +106,8 @@ async def test_frames_whose_deletion_failed_are_sent_again_and_then_deleted(
         return web.Response(body=pack({"accepted": accepted, "rejected": [], "deferred": []}),
                             content_type="application/msgpack")
 
-    app = web.Application()
-    app.router.add_post("/v1/transfer", transfer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = "http://%s:%d" % runner.addresses[0][:2]
+    runner, url = await serve(transfer)
+
     async def drained() -> bool:
         return await root.context.outbox.depths() == {}
 

@@ -17,8 +17,8 @@ import pytest_asyncio
 
 from federation import Federation, wait_until
 from transfer_helpers import (CHAOZHOU, ROOT, SHANTOU, assert_refused, delivered_document,
-                              delivery_row, draft, frame, quiet, read_rows, stores_nothing,
-                              transfer)
+                              delivery_row, draft, frame, quiet, read_rows,
+                              root_and_two_cities, stores_nothing, transfer)
 from node.clock import now_ms
 from node.sending import SEAL_OFF_LOOP_FRAMES, send_documents
 from protocol.errors import InvalidDocument
@@ -30,11 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("receipts-batch"))
-    await federation.create_root(ROOT)
-    await federation.enroll(CHAOZHOU, "潮州市人民政府办公室")
-    await federation.enroll(SHANTOU, "汕头市人民政府办公室")
-    await federation.wait_converged()
+    federation = await root_and_two_cities(tmp_path_factory.mktemp("receipts-batch"))
     yield federation
     await federation.stop_all()
 

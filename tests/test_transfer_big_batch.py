@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from federation import Federation
 from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, draft, frame,
-                              quiet, read_rows, transfer)
+                              quiet, read_rows, root_and_two_cities, transfer)
 from node.clock import now_ms
 from node.inbound import NEWER_KEY_GRACE_MS, OFF_LOOP_FRAMES
 from protocol import frames, sealing
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("big-batch"))
-    await federation.create_root(ROOT)
-    await federation.enroll(CHAOZHOU, "潮州市人民政府办公室")
-    await federation.enroll(SHANTOU, "汕头市人民政府办公室")
-    await federation.wait_converged()
+    federation = await root_and_two_cities(tmp_path_factory.mktemp("big-batch"))
     yield federation
     await federation.stop_all()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -24,6 +25,16 @@ ROOT, CHAOZHOU, SHANTOU, RAOPING = "gd", "gd.chaozhou", "gd.shantou", "gd.chaozh
 DOCUMENT_TABLES = ("documents", "attachments", "deliveries", "inbound", "receipts", "outbox",
                    "seen")
 MSGPACK_HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+
+
+async def root_and_two_cities(path: Path) -> Federation:
+    """gd with 潮州 and 汕头 enrolled under it, converged."""
+    federation = Federation(path)
+    await federation.create_root(ROOT)
+    await federation.enroll(CHAOZHOU, "潮州市人民政府办公室")
+    await federation.enroll(SHANTOU, "汕头市人民政府办公室")
+    await federation.wait_converged()
+    return federation
 
 
 # --- observing a node from outside ----------------------------------------------------
