@@ -260,13 +260,17 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+# The older form was written as a map (header: 3 bytes) whose first key is "doc_id".
+_NAMED_FIELDS_START = b"\xa6doc_id"
+
+
 def decode_metadata(blob: bytes) -> Document:
     """A document as this node keeps it (``documents.content``): the content map without
     attachment bytes (``protocol.documents.encode_kept_content``), or, for a document
     stored before that, the dataclass fields by name."""
-    fields = msgpack.unpackb(blob, raw=False)
-    if "doc_id" not in fields:
+    if blob[3:10] != _NAMED_FIELDS_START:
         return decode_kept_content(blob)
+    fields = msgpack.unpackb(blob, raw=False)
     fields["attachments"] = tuple(Attachment(**item) for item in fields["attachments"])
     for key in ("main_recipients", "cc_recipients"):
         fields[key] = tuple(fields[key])
