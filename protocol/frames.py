@@ -86,11 +86,12 @@ def new_message_id(random_bytes: RandomBytes = nacl.utils.random, *,
                    created_at: int | None = None) -> bytes:
     """A new 16-byte id for a frame or a document.
 
-    With ``created_at`` (ms) the id is *time-ordered* (SPEC §4): the time in its first
-    6 bytes, 10 random bytes after it, as in a UUIDv7. Every store keyed by ids then
-    inserts near the end of its index instead of at random places in it, so a batch
-    dirties a few pages instead of one page per row, however big the store has grown.
-    Without it, all 16 bytes are random. Either way a receiver treats the id as opaque.
+    With ``created_at`` (ms) the id is *time-ordered* (SPEC §4), as message ids should
+    be: the time in its first 6 bytes, 10 random bytes after it, as in a UUIDv7. Every
+    store keyed by them then inserts near the end of its index instead of at random
+    places in it, so a batch dirties a few pages instead of one page per row, however
+    big the store has grown. Without it, all 16 bytes are random, as document ids are
+    (people type their first digits). Either way a receiver treats the id as opaque.
     """
     if created_at is None:
         return random_bytes(MESSAGE_ID_BYTES)

@@ -8,8 +8,8 @@ Theory of operation. One run measures, on this machine and in this order:
    - crypto-only ceiling: raw PyNaCl sealed-box seal + Ed25519 sign + verify +
      sealed-box open of one 4 KiB body, on one core, as documents per second;
    - raw SQLite: 4 KiB rows inserted with ``executemany`` in transactions of 256,
-     WAL, ``synchronous=FULL``, time-ordered keys (what the node uses), as rows per
-     second;
+     WAL, ``synchronous=FULL``, time-ordered keys (what the node's outbox uses), as
+     rows per second;
    - raw aiohttp: a trivial aiohttp server in its own process receiving msgpack
      POSTs of 256 4 KiB items, one request in flight (as one delivery worker does),
      as items per second.

@@ -48,9 +48,9 @@ def crypto_ceiling(seconds: float) -> float:
 
 
 def sqlite_batched_rows_per_s(temp_dir: Path, seconds: float) -> float:
-    """4 KiB rows with a time-ordered 16-byte key (as the node's ids) inserted in
-    transactions of 256, WAL, synchronous=FULL, into a rowid table as the node's
-    outbox and documents are."""
+    """4 KiB rows with a time-ordered 16-byte key (as the node's message ids) inserted
+    in transactions of 256, WAL, synchronous=FULL, into a rowid table as the node's
+    outbox is."""
     path = temp_dir / "raw-sqlite.db"
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
