@@ -78,13 +78,6 @@ class DocumentStore:
 
     # --- writing (inside a transaction) ---------------------------------------
 
-    async def add_document(self, row: DocumentRow) -> bool:
-        cursor = await self._db.execute(
-            f"INSERT OR IGNORE INTO documents ({_DOCUMENT_COLUMNS}) VALUES "
-            f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            row)
-        return cursor.rowcount == 1
-
     async def add_documents(self, rows: list[DocumentRow]) -> None:
         """Insert documents known to be new (see ``existing_documents``)."""
         if rows:
@@ -98,9 +91,6 @@ class DocumentStore:
         await self._db.executemany("INSERT OR IGNORE INTO attachments VALUES (?, ?, ?)",
                                    [(sha, len(blob), blob) for sha, blob in data.items()])
 
-    async def add_delivery(self, row: DeliveryRow) -> None:
-        await self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-
     async def add_deliveries(self, rows: list[DeliveryRow]) -> None:
         if rows:
             await self._db.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -111,12 +101,6 @@ class DocumentStore:
             await self._db.executemany(
                 f"INSERT INTO inbound ({_INBOUND_COLUMNS}, frame) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(*row, frame) for row, frame in rows])
-
-    async def add_inbound(self, message_id: bytes, doc_id: bytes, origin: str, frame: bytes,
-                          now_ms: int) -> None:
-        await self._db.execute(
-            "INSERT INTO inbound (message_id, doc_id, origin, updated_at, frame) VALUES (?, ?, ?, ?, ?)",
-            (message_id, doc_id, origin, now_ms, frame))
 
     async def add_receipt(self, row: ReceiptRow) -> None:
         await self._db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -142,20 +126,6 @@ class DocumentStore:
         await self._db.executemany(
             "UPDATE deliveries SET state = ?, last_seq = ?, updated_at = ? WHERE message_id = ?",
             [(row.state, row.last_seq, row.updated_at, row.message_id) for row in rows])
-
-    async def mark_receipt_applied(self, message_id: bytes, seq: int) -> None:
-        await self._db.execute("UPDATE receipts SET applied = 1 WHERE message_id = ? AND seq = ?",
-                               (message_id, seq))
-
-    async def drop_receipt(self, message_id: bytes, seq: int) -> None:
-        await self._db.execute("DELETE FROM receipts WHERE message_id = ? AND seq = ?",
-                               (message_id, seq))
-
-    async def set_delivery_state(self, message_id: bytes, state: str, last_seq: int,
-                                 now_ms: int) -> None:
-        await self._db.execute(
-            "UPDATE deliveries SET state = ?, last_seq = ?, updated_at = ? WHERE message_id = ?",
-            (state, last_seq, now_ms, message_id))
 
     async def set_inbound_state(self, message_id: bytes, state: str, last_seq: int,
                                 now_ms: int) -> None:
