@@ -113,6 +113,25 @@ async def test_a_restart_checkpoint_lets_the_next_commit_rewind_the_wal(database
     assert busy == 0 and wal_frames < 10  # the WAL holds only the last commit's pages
 
 
+async def test_deleting_big_rows_does_not_write_their_freed_pages(database, tmp_path):
+    """A frame leaving the outbox frees its overflow page; with SQLite's SECURE_DELETE
+    build option that page would be zeroed and written out, a 4 KiB write per frame."""
+    assert await database.execute_fetchall("PRAGMA secure_delete") == [(2,)]  # FAST
+    async with transaction(database):
+        await database.executemany("INSERT INTO t VALUES (?, ?)",
+                                   [(k, "x" * 5000) for k in range(100)])
+    await database.checkpoint(restart=True)
+    async with transaction(database):
+        await database.execute("DELETE FROM t WHERE k % 2 = 0")  # row by row, as the outbox
+    observer = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+    try:
+        busy, wal_frames, copied = observer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        observer.close()
+    assert await database.execute_fetchall("SELECT COUNT(*) FROM t") == [(50,)]
+    assert busy == 0 and wal_frames < 50  # leaf and freelist pages: fewer than the freed ones
+
+
 async def test_a_non_durable_transaction_that_cannot_begin_leaves_commits_durable(
         database, tmp_path, monkeypatch):
     monkeypatch.setattr(connection_module, "LOCK_WAIT_S", 0.1)
