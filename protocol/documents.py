@@ -46,9 +46,10 @@ from protocol.document_model import (
     MAX_SIGNER_CHARS, MAX_TITLE_CHARS, REPLY_KINDS, SHA256_BYTES, SIGNER_REQUIRED_KINDS,
     MAX_INT, TOP_SECRET, URGENCIES, Attachment, Document,
 )
-from protocol.document_rules import (_quote, _refuse, validate_attachment_limit,
-                                     validate_document)
+from protocol.attachment_rules import validate_attachment_limit
+from protocol.document_rules import _refuse, validate_document
 from protocol.errors import InvalidDocument, Malformed, UnsupportedVersion
+from protocol.text_rules import quote
 from protocol.wire import Fields, pack, read_exact, unpack
 
 __all__ = [
@@ -100,15 +101,15 @@ def encode_valid_content(doc: Document, attachment_data: Mapping[bytes, bytes]) 
         if data is None:
             data = attachment_data.get(attachment.sha256)
             if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} has no data "
+                raise InvalidDocument(f"附件 attachment {quote(attachment.name)} has no data "
                                       f"(none given for its SHA-256)")
             data = bytes(data)
             if hashlib.sha256(data).digest() != attachment.sha256:
-                raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} does not "
+                raise InvalidDocument(f"附件 attachment {quote(attachment.name)} does not "
                                       f"match its SHA-256")
             verified[attachment.sha256] = data
         if len(data) != attachment.size:
-            raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} is {len(data)} "
+            raise InvalidDocument(f"附件 attachment {quote(attachment.name)} is {len(data)} "
                                   f"bytes, but its size says {attachment.size}")
     content = pack(_content_map(doc, verified))
     if len(content) > MAX_CONTENT_BYTES:
@@ -217,11 +218,11 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
     contents: dict[bytes, bytes] = {}
     for attachment, blob in zip(valid.attachments, blobs):
         if len(blob) != attachment.size:
-            raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} is {len(blob)} "
+            raise InvalidDocument(f"附件 attachment {quote(attachment.name)} is {len(blob)} "
                                   f"bytes, but its size says {attachment.size}")
         if contents.get(attachment.sha256) != blob:
             if hashlib.sha256(blob).digest() != attachment.sha256:
-                raise InvalidDocument(f"附件 attachment {_quote(attachment.name)} does not "
+                raise InvalidDocument(f"附件 attachment {quote(attachment.name)} does not "
                                       f"match its SHA-256")
             contents[attachment.sha256] = blob
     if valid is document and not blobs and data.startswith(_WHOLE_MAP_HEADER):

@@ -1,0 +1,34 @@
+"""Checks on text that the document and attachment rules share: how a bad value is
+quoted in a refusal, which characters never belong on one line, and which strings
+are not Unicode text at all."""
+
+from __future__ import annotations
+
+import re
+
+QUOTE_LIMIT = 40
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: never
+# in a one-line field. Lone surrogates: never in any text (they cannot be UTF-8).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def quote(value: object) -> str:
+    """A short rendering of a bad value for error details."""
+    if isinstance(value, (str, bytes)) and len(value) > QUOTE_LIMIT:
+        value = value[:QUOTE_LIMIT]  # never render megabytes only to cut them
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__ must not escape as anything but a refusal
+        text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
+
+
+def is_unicode_text(value: str) -> bool:
+    """No lone surrogates: exactly the strings UTF-8 can encode (C speed, unlike a
+    regex scan, which matters for a body of thousands of characters)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
