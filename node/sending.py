@@ -20,6 +20,7 @@ from functools import partial
 from typing import Callable
 
 from protocol import sealing
+from protocol.document_model import document_from_fields
 from protocol.documents import (Attachment, Document, encode_kept_content,
                                 encode_valid_content, validate_attachment_limit,
                                 validate_document)
@@ -113,14 +114,22 @@ def _addressed(context: NodeContext, draft: Document, files: list[AttachmentFile
     is the loop's); nothing is stored."""
     attachments, data = attach(list(files))
     if attachments or draft.issuer_id != context.node_id or not draft.created_at:
-        draft = replace(draft, issuer_id=context.node_id,
-                        attachments=attachments or draft.attachments,
-                        created_at=draft.created_at or now_ms())
+        draft = _stamped(draft, issuer_id=context.node_id,
+                         attachments=attachments or draft.attachments,
+                         created_at=draft.created_at or now_ms())
     document = validate_document(draft)
     validate_attachment_limit(document, max_attachment_bytes)
     box_keys = {recipient: _recipient_key(context, recipient)
                 for recipient in document.main_recipients + document.cc_recipients}
     return _Addressed(document, data, box_keys)
+
+
+def _stamped(draft: Document, **fields: object) -> Document:
+    """``dataclasses.replace(draft, **fields)``, made without the frozen ``__init__``
+    for every document sent (``document_from_fields``)."""
+    if type(draft) is not Document:
+        return replace(draft, **fields)
+    return document_from_fields({**draft.__dict__, **fields})
 
 
 def _seal_and_sign(sign_frame: Callable[[DocumentBody, str], tuple[bytes, bytes]],

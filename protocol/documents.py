@@ -44,7 +44,7 @@ from protocol.document_model import (
     MAX_CONTENT_BYTES, MAX_COPY_NUMBER_CHARS, MAX_DOC_NUMBER_CHARS, MAX_MEDIA_TYPE_CHARS,
     MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_RECIPIENTS, MAX_SECRECY_PERIOD_CHARS,
     MAX_SIGNER_CHARS, MAX_TITLE_CHARS, REPLY_KINDS, SHA256_BYTES, SIGNER_REQUIRED_KINDS,
-    MAX_INT, TOP_SECRET, URGENCIES, Attachment, Document,
+    MAX_INT, TOP_SECRET, URGENCIES, Attachment, Document, document_from_fields,
 )
 from protocol.attachment_rules import validate_attachment_limit
 from protocol.document_rules import _refuse, validate_document
@@ -204,15 +204,16 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
                                       sha256=entry.bin("h"), size=entry.int("sz")))
         blobs.append(entry.bin("d"))
         entry.done()
-    document = Document(
-        doc_id=doc_id, title=title, kind=kind, issuer=issuer, issuer_id=issuer_id,
-        main_recipients=_strings(to, "to"), cc_recipients=_strings(cc, "cc"),
-        doc_number=doc_number, urgency=urgency, classification=classification,
-        secrecy_period=secrecy_period, copy_number=copy_number, signer=signer, body=body,
-        attachments=tuple(attachments), notes=notes, written_date=written_date,
-        printed_by=printed_by, printed_date=printed_date, deadline=deadline,
-        in_reply_to=in_reply_to, created_at=created_at,
-    )
+    document = document_from_fields({
+        "doc_id": doc_id, "title": title, "kind": kind, "issuer": issuer,
+        "issuer_id": issuer_id, "main_recipients": _strings(to, "to"),
+        "cc_recipients": _strings(cc, "cc"), "doc_number": doc_number, "urgency": urgency,
+        "classification": classification, "secrecy_period": secrecy_period,
+        "copy_number": copy_number, "signer": signer, "body": body,
+        "attachments": tuple(attachments), "notes": notes, "written_date": written_date,
+        "printed_by": printed_by, "printed_date": printed_date, "deadline": deadline,
+        "in_reply_to": in_reply_to, "created_at": created_at,
+    })
     valid = validate_document(document)
     # Checked after validation, so names in these details are known to be sound.
     contents: dict[bytes, bytes] = {}

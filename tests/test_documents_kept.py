@@ -1,5 +1,6 @@
 """How a node keeps a document (protocol/documents.py: encode_kept_content and friends),
-and validation that copies nothing when there is nothing to normalise."""
+validation that copies nothing when there is nothing to normalise, and the sender's
+stamped copy of a draft (node/sending.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import msgpack
 import pytest
 from hypothesis import given
 
+from protocol.document_model import document_from_fields
 from protocol.documents import (Document, decode_content, decode_content_to_keep,
                                 decode_kept_content, encode_content, encode_kept_content,
                                 validate_document)
 from protocol.errors import UnsupportedVersion
 from protocol.wire import pack
 
+from node.sending import _stamped
 from node.store.document_store import decode_metadata
 from tests.test_documents import DATA, NOTICE, documents_with_data, fast
 
@@ -49,6 +52,35 @@ def test_a_document_that_needs_normalising_is_copied(fields):
     assert all(type(node_id) is str for node_id in valid.main_recipients + valid.cc_recipients)
     assert type(valid.main_recipients) is tuple and type(valid.attachments) is tuple
     assert type(valid.attachments[0].name) is str
+
+
+def test_a_stamped_draft_is_what_replace_makes_and_the_draft_is_left_alone():
+    draft = dataclasses.replace(NOTICE, created_at=0, issuer_id="gd.x")
+    stamped = _stamped(draft, created_at=5, issuer_id="gd")
+    assert stamped == dataclasses.replace(draft, created_at=5, issuer_id="gd")
+    assert (draft.created_at, draft.issuer_id) == (0, "gd.x")
+    assert type(stamped) is Document and validate_document(stamped) is stamped
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stamped.title = "changed"
+
+    class Draft(Document):
+        pass
+
+    odd = Draft(**{field.name: getattr(draft, field.name)
+                   for field in dataclasses.fields(Document)})
+    assert type(_stamped(odd, created_at=5)) is Draft  # anything else: replace() itself
+
+
+def test_a_document_from_its_fields_is_the_one_init_makes_and_as_frozen():
+    values = {field.name: getattr(NOTICE, field.name) for field in dataclasses.fields(Document)}
+    made = document_from_fields(values)
+    assert made == NOTICE and type(made) is Document and hash(made) == hash(NOTICE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.title = "changed"
+    with pytest.raises(TypeError, match=r"Document fields missing: \['title'\]"):
+        document_from_fields({key: value for key, value in values.items() if key != "title"})
+    with pytest.raises(TypeError, match=r"not Document fields: \['colour'\]"):
+        document_from_fields({**values, "colour": "red"})
 
 
 # --- the kept form -------------------------------------------------------------------
