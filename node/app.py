@@ -80,7 +80,8 @@ class Node:
 
     async def start(self) -> None:
         _collect_garbage_less_often()
-        self.db = await open_database(self.data.database_file)
+        self.db = await open_database(self.data.database_file,
+                                      secure_delete=self.config.secure_delete)
         self.state = StateStore(self.db)
         self.enrollments = EnrollmentStore(self.db)
         self.directory = MemberDirectory(DirectoryStore(self.db),

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "max_backoff_ms": 60_000, "request_timeout_ms": 30_000,
                  "max_attachment_bytes": 8 * 1024 * 1024},
     "discovery": {"enabled": True, "interfaces": []},
+    "storage": {"secure_delete": False},
     "log": {"level": "info", "format": "text"},
 }
 
@@ -71,6 +72,7 @@ class NodeConfig:
     delivery: dict[str, int]
     discovery_enabled: bool
     discovery_interfaces: tuple[str, ...]
+    secure_delete: bool
     log_level: str
     log_format: str
     raw: dict[str, dict[str, Any]] = field(repr=False, compare=False, default_factory=dict)
@@ -115,6 +117,7 @@ def config_from_dict(parsed: dict[str, Any], *, source: str = CONFIG_FILE) -> No
         gossip=GossipSettings(**gossip), delivery=dict(merged["delivery"]),
         discovery_enabled=bool(merged["discovery"]["enabled"]),
         discovery_interfaces=tuple(merged["discovery"]["interfaces"]),
+        secure_delete=merged["storage"]["secure_delete"],
         log_level=merged["log"]["level"], log_format=merged["log"]["format"], raw=merged)
 
 

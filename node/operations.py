@@ -58,7 +58,7 @@ class OpenNode:
 async def open_node(data_dir: Path) -> AsyncIterator[OpenNode]:
     data = DataDir(Path(data_dir))
     config = data.load_config()
-    db = await open_database(data.database_file)
+    db = await open_database(data.database_file, secure_delete=config.secure_delete)
     try:
         directory = MemberDirectory(DirectoryStore(db), trust_anchor=config.trust_anchor)
         await directory.load()

@@ -30,6 +30,12 @@ def test_rendered_config_round_trips_with_defaults():
     assert config.port == DEFAULTS["server"]["port"]
 
 
+def test_secure_delete_is_off_unless_asked_for():
+    node = {"id": "gd", "name": "广东", "level": "province", "trust_anchor": ANCHOR}
+    assert config_from_dict({"node": node}).secure_delete is False
+    assert config_from_dict({"node": node, "storage": {"secure_delete": True}}).secure_delete
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.update(gosip={}), "unknown section [gosip]"),
     (lambda c: c["node"].update(colour="red"), "unknown key 'colour' in [node]"),
@@ -38,6 +44,8 @@ def test_rendered_config_round_trips_with_defaults():
     (lambda c: c["node"].update(trust_anchor="xyz"), "fingerprint"),
     (lambda c: c.setdefault("server", {}).update(port="8440"), "port must be int"),
     (lambda c: c.setdefault("server", {}).update(port=70000), "port must be 0-65535"),
+    (lambda c: c.setdefault("storage", {}).update(secure_delete="yes"),
+     "[storage] secure_delete must be bool"),
 ])
 def test_config_mistakes_are_refused_with_the_key_named(change, message):
     parsed = {"node": {"id": "gd", "name": "广东", "level": "province", "trust_anchor": ANCHOR}}

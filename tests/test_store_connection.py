@@ -132,6 +132,33 @@ async def test_deleting_big_rows_does_not_write_their_freed_pages(database, tmp_
     assert busy == 0 and wal_frames < 50  # leaf and freelist pages: fewer than the freed ones
 
 
+async def test_a_node_asked_to_zeroes_every_freed_page(tmp_path):
+    """``[storage] secure_delete = true``: residual-information clearing, at a write per
+    freed page (the 50 overflow pages below, besides the leaves)."""
+    database = await open_database(tmp_path / "node.db", secure_delete=True)
+    try:
+        assert await database.execute_fetchall("PRAGMA secure_delete") == [(1,)]  # ON
+        await database.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        async with transaction(database):
+            await database.executemany("INSERT INTO t VALUES (?, ?)",
+                                       [(k, "secret" * 800) for k in range(100)])
+        await database.checkpoint(restart=True)
+        before = (tmp_path / "node.db").read_bytes().count(b"secret")
+        async with transaction(database):
+            await database.execute("DELETE FROM t WHERE k % 2 = 0")
+        observer = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+        try:
+            busy, wal_frames, copied = observer.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            observer.close()
+        assert busy == 0 and wal_frames >= 50
+        after = (tmp_path / "node.db").read_bytes().count(b"secret")
+        assert after <= before * 0.55  # the deleted half is gone from the file
+    finally:
+        await database.close()
+
+
 async def test_a_non_durable_transaction_that_cannot_begin_leaves_commits_durable(
         database, tmp_path, monkeypatch):
     monkeypatch.setattr(connection_module, "LOCK_WAIT_S", 0.1)
