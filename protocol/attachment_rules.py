@@ -58,9 +58,9 @@ def _attachment(value: object, index: int) -> Attachment:
 def check_attachments(value: object) -> tuple[Attachment, ...]:
     """The attachments, each checked, names unique; the same tuple if none changed."""
     if not isinstance(value, (tuple, list)):
-        raise _refuse(f"must be a tuple of Attachment, not {type(value).__name__}")
+        raise _refuse_attachments(f"must be a tuple of Attachment, not {type(value).__name__}")
     if len(value) > MAX_ATTACHMENTS:
-        raise _refuse(f"number {len(value)}, over the limit of {MAX_ATTACHMENTS}")
+        raise _refuse_attachments(f"number {len(value)}, over the limit of {MAX_ATTACHMENTS}")
     attachments = tuple(_attachment(item, index) for index, item in enumerate(value))
     if type(value) is tuple and all(map(is_, attachments, value)):
         attachments = value
@@ -74,11 +74,12 @@ def check_attachments(value: object) -> tuple[Attachment, ...]:
 
 
 def attachments_normal(attachments: object) -> bool:
-    """``validate_document``'s fast path: a tuple that ``check_attachments`` keeps as it is."""
-    if attachments == ():
-        return True
+    """``validate_document``'s fast path: an exact tuple that ``check_attachments`` keeps
+    as it is (never a subclass: its ``==`` and iteration could say anything)."""
+    if type(attachments) is not tuple:
+        return False
     try:
-        return type(attachments) is tuple and check_attachments(attachments) is attachments
+        return not attachments or check_attachments(attachments) is attachments
     except InvalidDocument:
         return False
 
@@ -100,5 +101,5 @@ def validate_attachment_limit(doc: Document, max_bytes: int) -> None:
                               f"over the limit of {max_bytes}")
 
 
-def _refuse(problem: str) -> InvalidDocument:
+def _refuse_attachments(problem: str) -> InvalidDocument:
     return InvalidDocument(f"{FIELD_LABELS['attachments']} {problem}")

@@ -136,10 +136,11 @@ _DOCUMENT_FIELDS: Final = frozenset(field.name for field in fields(Document))
 
 
 def document_from_fields(values: dict[str, object]) -> Document:
-    """``Document(**values)`` for ``values`` naming every field, made without running
-    the frozen ``__init__`` (22 ``object.__setattr__`` calls, some microseconds): for
-    the paths every sent and received document takes, which validate it next.
-    ``TypeError`` unless ``values`` names exactly the fields, as ``__init__`` would."""
+    """``Document(**values)``, made without running the frozen ``__init__`` (22
+    ``object.__setattr__`` calls, some microseconds): for the paths every sent and
+    received document takes, which validate it next. Unlike ``__init__`` it takes no
+    defaults: ``TypeError`` unless ``values`` names exactly the fields. ``Document``
+    has no ``__post_init__`` for this to skip (tests/test_documents_kept.py)."""
     if values.keys() != _DOCUMENT_FIELDS:
         missing = sorted(_DOCUMENT_FIELDS - values.keys())
         raise TypeError(f"Document fields missing: {missing}" if missing else

@@ -57,6 +57,8 @@ __all__ = ["validate_document", "validate_attachment_limit"]
 _DIGITS = re.compile("[0-9]+")
 _DATE = re.compile("([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_URGENCY_CHOICES = ("", *URGENCIES)
+_STR_ONLY = frozenset({str})  # {type(value) for ...} <= this: every value an exact str
 
 
 def _refuse(field: str, problem: str) -> InvalidDocument:
@@ -174,7 +176,9 @@ def validate_document(doc: Document) -> Document:
 
 def _validate_field_by_field(doc: Document) -> Document:
     """``validate_document`` one field at a time, in a fixed order: the first rule
-    broken is the refusal."""
+    broken is the refusal. A rule added here must be added to ``_already_normal`` too,
+    which every ordinary document takes instead (tests/test_document_fast_path.py
+    notices only if one of its odd values breaks the new rule: add one that does)."""
     if not isinstance(doc, Document):
         raise InvalidDocument(f"expected a Document, not {type(doc).__name__}")
     doc_id = _id_bytes(doc.doc_id, "doc_id")
@@ -202,7 +206,7 @@ def _validate_field_by_field(doc: Document) -> Document:
                                    f"send a document to itself")
 
     doc_number = _line(doc.doc_number, "doc_number", MAX_DOC_NUMBER_CHARS)
-    urgency = _choice(doc.urgency, "urgency", ("", *URGENCIES))
+    urgency = _choice(doc.urgency, "urgency", _URGENCY_CHOICES)
     classification = _string(doc.classification, "classification")
     if classification == TOP_SECRET:
         raise _refuse("classification", "绝密 (top secret) is never carried by govnode; "
@@ -261,8 +265,9 @@ def _already_normal(doc: Document) -> bool:
     """Whether ``doc`` keeps every rule with nothing to normalise (all but the size
     limit on attachments, checked after either path), checked in bulk: the path of
     every document sent and received, at half the field-by-field cost. False means "not
-    sure": the field-by-field path then decides and words the refusal.
-    tests/test_document_fast_path.py holds the two paths to agreement."""
+    sure": the field-by-field path then decides and words the refusal. Every rule of
+    ``_validate_field_by_field`` must be here as well; tests/test_document_fast_path.py
+    holds the two paths to agreement."""
     lines = (doc.title, doc.issuer, doc.doc_number, doc.secrecy_period, doc.signer,
              doc.printed_by)
     title, issuer, doc_number, secrecy_period, signer, printed_by = lines
@@ -273,7 +278,9 @@ def _already_normal(doc: Document) -> bool:
                                           copy_number, body, notes, written_date,
                                           printed_date))):
         return False
-    joined = "".join(lines)  # no field can hide a control character or surrogate in it
+    # The control-character and surrogate checks look at one character at a time, so
+    # on the fields joined they find exactly what they would find field by field.
+    joined = "".join(lines)
     if not (0 < len(title) <= MAX_TITLE_CHARS and 0 < len(issuer) <= MAX_NAME_CHARS
             and len(doc_number) <= MAX_DOC_NUMBER_CHARS
             and len(secrecy_period) <= MAX_SECRECY_PERIOD_CHARS
@@ -327,9 +334,6 @@ def _is_date_or_empty(text: str) -> bool:
     match = _DATE.fullmatch(text)
     return match is not None and _is_real_date(match)
 
-
-_STR_ONLY = frozenset({str})
-_URGENCY_CHOICES = ("", *URGENCIES)
 
 
 def _unchanged(doc: Document, *normalised: object) -> bool:

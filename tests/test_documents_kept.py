@@ -81,6 +81,7 @@ def test_a_document_from_its_fields_is_the_one_init_makes_and_as_frozen():
         document_from_fields({key: value for key, value in values.items() if key != "title"})
     with pytest.raises(TypeError, match=r"not Document fields: \['colour'\]"):
         document_from_fields({**values, "colour": "red"})
+    assert not hasattr(Document, "__post_init__")  # which document_from_fields would skip
 
 
 # --- the kept form -------------------------------------------------------------------
