@@ -32,8 +32,8 @@ def _attachment(value: object, index: int) -> Attachment:
                               f"over the limit of {MAX_ATTACHMENT_NAME_CHARS}")
     where = f"附件 attachment {quote(name)}"
     if "/" in name or "\\" in name or CONTROL.search(name):
-        raise InvalidDocument(f"{where}: a file name must not contain '/', '\\', NUL "
-                              f"or other control characters")
+        raise InvalidDocument(f"{where}: a file name must not contain '/', '\\', NUL, "
+                              f"other control characters or bidirectional overrides")
     if name in (".", ".."):
         raise InvalidDocument(f"{where}: '.' and '..' are not file names")
     media_type = value.media_type

@@ -98,7 +98,7 @@ MAX_INT: Final = 2**63 - 1
 class Attachment:
     """One 附件, named by the SHA-256 of its bytes (which travel beside it)."""
 
-    name: str  # file name as shown, 1..255 chars, no '/', '\\' or control characters
+    name: str  # file name as shown, 1..255 chars, no '/', '\\', control characters or bidi overrides
     media_type: str  # "type/subtype", e.g. "application/pdf", 1..127 chars
     sha256: bytes  # 32 bytes: content address
     size: int  # bytes

@@ -76,14 +76,15 @@ def _string(value: object, field: str) -> str:
 
 
 def _line(value: object, field: str, max_chars: int, *, required: bool = False) -> str:
-    """A one-line text field, stripped: no control characters, at most ``max_chars``."""
+    """A one-line text field, stripped: nothing ``CONTROL`` matches, at most ``max_chars``."""
     text = _string(value, field).strip()
     if required and not text:
         raise _refuse(field, "is required")
     if len(text) > max_chars:
         raise _refuse(field, f"is {len(text)} characters, over the limit of {max_chars}")
     if CONTROL.search(text):
-        raise _refuse(field, "must be one line without control characters")
+        raise _refuse(field, "must be one line without control characters or "
+                             "bidirectional overrides")
     return text
 
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 import re
 
 QUOTE_LIMIT = 40
-# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: never
-# in a one-line field. Lone surrogates: never in any text (they cannot be UTF-8).
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Never in a one-line field or a file name: control characters (C0, DEL, C1), the
+# Unicode line/paragraph separators, and the bidirectional embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069), which make text show in another order than
+# it is stored: "报告\u202efdp.exe" shows as 报告exe.pdf. The bidirectional marks
+# (U+200E, U+200F, U+061C) stay allowed: Uyghur and other right-to-left text needs them.
+# Lone surrogates: never in any text (they cannot be UTF-8).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -194,6 +194,9 @@ def test_attachments_at_the_protocol_limit_round_trip():
     ({"title": " \u3000\n"}, "标题 title is required"),
     ({"title": "长" * 501}, "标题 title is 501 characters"),
     ({"title": "一\n二"}, "标题 title must be one line"),
+    ({"title": "通知\u202e知通"}, "标题 title must be one line without control characters or "
+                                 "bidirectional overrides"),
+    ({"doc_number": "粤府办\u2066〔2025〕12号\u2069"}, "发文字号 doc_number must be one line"),
     ({"title": None}, "标题 title must be a string"),
     ({"title": "\ud800"}, "标题 title contains a lone surrogate"),
     ({"kind": "通知书"}, "文种 kind must be one of the 15 kinds"),
@@ -246,6 +249,7 @@ def test_attachments_at_the_protocol_limit_round_trip():
     ({"attachments": (attachment("../etc/passwd", b""),)}, "must not contain '/'"),
     ({"attachments": (attachment("a\\b.pdf", b""),)}, "must not contain '/'"),
     ({"attachments": (attachment("a\x00.pdf", b""),)}, "NUL"),
+    ({"attachments": (attachment("报告\u202efdp.exe", b""),)}, "bidirectional overrides"),
     ({"attachments": (attachment("..", b""),)}, "'.' and '..' are not file names"),
     ({"attachments": (attachment("a.pdf", b"", "pdf"),)}, "类型 media_type must be type/subtype"),
     ({"attachments": (attachment("a.pdf", b"", "a/" + "b" * 126),)}, "类型 media_type"),
@@ -263,6 +267,11 @@ def test_attachments_at_the_protocol_limit_round_trip():
 ])
 def test_each_rule_refuses_with_the_field_named(fields, label):
     refused(change(**fields), label)
+
+
+def test_right_to_left_marks_are_allowed_for_uyghur_and_other_scripts():
+    title = "\u0626\u06c7\u0642\u062a\u06c7\u0631\u06c7\u0634 \u200f2025\u200e"
+    assert validate_document(change(title=title)).title == title
 
 
 def test_top_secret_is_refused_by_name():
