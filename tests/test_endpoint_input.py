@@ -1,38 +1,39 @@
 """Bad input to every endpoint answers 4xx with a stable error code and stores nothing.
 
 One small federation (root ``gd`` and city ``gd.chaozhou``, built through the
-``govnode`` commands) serves the whole module. Every hostile request is sent to the
+``govnode`` commands) serves each module. Every hostile request is sent to the
 root with real HTTP; around each one the root's SQLite tables are read through a
 separate read-only connection and must be byte-for-byte the same afterwards
 (``peer_contacts`` excepted: it records gossip between the two nodes, which goes on
-in the background). The root must still answer ``/v1/health``.
+in the background). The root must still answer ``/v1/health``. This file holds the
+federation, the observers and the input builders the other endpoint-input tests
+import, and covers the GET-only endpoints, unknown paths and seeded hostile bodies;
+``/v1/enroll`` is in tests/test_endpoint_input_enroll.py, ``/v1/gossip`` in
+tests/test_endpoint_input_gossip.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import sqlite3
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
 import pytest_asyncio
-import yarl
 
 from federation import Federation, wait_until
 from node.app import Node
 from node.clock import now_ms
-from node.http_api import MAX_ENROLLMENT_BYTES, MAX_GOSSIP_BYTES, REPLAY_WINDOW_MS
 from protocol import certs, frames
 from protocol.certs import Level
-from protocol.directory import EndpointAnnouncement, StatusBeacon, sign_record
 from protocol.errors import all_error_classes
 from protocol.keys import NodeKeys
-from protocol.messages import GossipBody, GossipReplyBody, PingBody
+from protocol.messages import GossipBody
 from protocol.signing import Domain, encode_envelope
 from protocol.wire import pack, unpack
 
@@ -48,9 +49,9 @@ MSGPACK_ACCEPT = {"Accept": "application/msgpack"}
 # --- the federation ----------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("endpoint-input"))
+async def root_and_city(path: Path) -> Federation:
+    """gd with 潮州 enrolled under it, converged, its start-up records in place."""
+    federation = Federation(path)
     await federation.create_root(ROOT)
     await federation.enroll(CITY, "潮州市人民政府办公室")
     await federation.wait_converged()
@@ -58,9 +59,14 @@ async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
     # at the root): from here on in-sync gossip rounds write nothing but peer contacts.
     await wait_until(lambda: federation.nodes[ROOT].directory.status(CITY) is not None,
                      what="the city's status beacon at the root")
+    return federation
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def federation(tmp_path_factory) -> AsyncIterator[Federation]:
+    federation = await root_and_city(tmp_path_factory.mktemp("endpoint-input"))
     yield federation
     await federation.stop_all()
-
 
 
 @pytest.fixture
@@ -186,364 +192,6 @@ def signed_frame_payload(payload: Any, keys: NodeKeys) -> bytes:
 
 def garbage(rng: random.Random, size: int) -> bytes:
     return bytes(rng.getrandbits(8) for _ in range(size))
-
-
-# --- POST /v1/enroll -------------------------------------------------------------------
-
-
-async def test_enroll_garbage_empty_and_wrong_types_are_malformed(root, http):
-    rng = random.Random(1)
-    keys = NodeKeys.generate()
-    bodies = {
-        "garbage": garbage(rng, 300),
-        "empty": b"",
-        "text": "请批准".encode(),
-        "int instead of an envelope": pack(7),
-        "map instead of an envelope": pack({"payload": b"x", "signature": b"y" * 64}),
-        "ints instead of bin": pack([1, 2]),
-        "short signature": pack([pack({"v": 1}), b"sig"]),
-        "payload not msgpack": pack([b"\xc1\xc1", b"s" * 64]),
-        "payload an int": signed_enrollment_payload(5, keys),
-        "unknown extra key": signed_enrollment_payload(enrollment_payload(keys, extra=1), keys),
-        "missing key": signed_enrollment_payload(enrollment_payload(keys, at=...), keys),
-        "int instead of bin key": signed_enrollment_payload(enrollment_payload(keys, sk=5), keys),
-        "short key": signed_enrollment_payload(enrollment_payload(keys, sk=b"k" * 31), keys),
-        "str instead of int": signed_enrollment_payload(enrollment_payload(keys, at="now"), keys),
-        "bool instead of int": signed_enrollment_payload(enrollment_payload(keys, at=True), keys),
-        "unknown level": signed_enrollment_payload(enrollment_payload(keys, lvl="empire"), keys),
-        "empty name": signed_enrollment_payload(enrollment_payload(keys, name=" "), keys),
-        "version 2": signed_enrollment_payload(enrollment_payload(keys, v=2), keys),
-        "a certificate": certs.self_signed_root(keys, subject="gd", name="假", not_before=0,
-                                                not_after=now_ms() + 10**9).encode(),
-    }
-    for what, body in bodies.items():
-        async with stores_nothing(root, http):
-            answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=body)
-            try:
-                assert_refused(answer, "malformed")
-            except AssertionError as error:
-                raise AssertionError(f"{what}: {error}") from None
-
-
-async def test_enroll_identity_refusals(root, city, http):
-    keys = NodeKeys.generate()
-    cases = [
-        # signed by a different key than the one it asks to certify: no proof of possession
-        ("bad_signature", signed_enrollment_payload(enrollment_payload(keys), NodeKeys.generate())),
-        # a grandchild must enroll with its own parent
-        ("name_constraint", enrollment_request("gd.chaozhou.raoping")),
-        # another province's city
-        ("name_constraint", enrollment_request("hn.changsha")),
-        # a root id cannot enroll at all
-        ("name_constraint", signed_enrollment_payload(enrollment_payload(keys, sub="gd"), keys)),
-        ("bad_node_id", signed_enrollment_payload(enrollment_payload(keys, sub="GD.ShanTou"), keys)),
-        ("bad_node_id", signed_enrollment_payload(enrollment_payload(keys, sub="gd..x"), keys)),
-        # a gossip frame is not an enrollment request
-        ("malformed", gossip_frame(root, city)),
-    ]
-    for code, body in cases:
-        async with stores_nothing(root, http):
-            assert_refused(await call(http, "POST", root.urls[0] + "/v1/enroll", data=body), code)
-
-
-async def test_enroll_every_truncation_of_a_valid_request_is_malformed(root, http):
-    valid = enrollment_request()
-    async with stores_nothing(root, http):
-        for length in range(len(valid)):
-            answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=valid[:length])
-            assert_refused(answer, "malformed")
-        # and with one byte too many
-        answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=valid + b"\x00")
-        assert_refused(answer, "malformed")
-
-
-async def test_enroll_oversized_body_is_too_large(root, http):
-    valid = enrollment_request()
-    padded = valid + b"\x00" * (MAX_ENROLLMENT_BYTES + 1 - len(valid))
-    assert len(padded) == MAX_ENROLLMENT_BYTES + 1
-
-    async def chunked(data: bytes) -> AsyncIterator[bytes]:
-        for start in range(0, len(data), 4096):
-            yield data[start:start + 4096]
-
-    async with stores_nothing(root, http):
-        assert_refused(await call(http, "POST", root.urls[0] + "/v1/enroll", data=padded),
-                       "too_large")
-        assert_refused(await call(http, "POST", root.urls[0] + "/v1/enroll",
-                                  data=b"\x91" * (4 * MAX_ENROLLMENT_BYTES)), "too_large")
-        # No Content-Length (chunked): the limit must hold all the same.
-        answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=chunked(padded))
-        assert_refused(answer, "too_large")
-
-
-async def test_enroll_refusals_answer_msgpack_to_msgpack_callers(root, http):
-    async with stores_nothing(root, http):
-        answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=b"\xc1garbage",
-                            headers=MSGPACK_ACCEPT)
-        assert_refused(answer, "malformed", as_msgpack=True)
-        answer = await call(http, "POST", root.urls[0] + "/v1/enroll", data=b"",
-                            headers={"Content-Type": "application/msgpack"})
-        assert_refused(answer, "malformed", as_msgpack=True)
-        answer = await call(http, "POST", root.urls[0] + "/v1/enroll",
-                            data=b"x" * (MAX_ENROLLMENT_BYTES + 1), headers=MSGPACK_ACCEPT)
-        assert_refused(answer, "too_large", as_msgpack=True)
-
-
-# --- GET /v1/enroll/{subject}/{fingerprint} -------------------------------------------------
-
-
-async def test_enrollment_state_bad_path_parameters(root, city, http):
-    good_fpr = city.keys.fingerprint
-    cases = [
-        ("GD.CHAOZHOU", good_fpr, "bad_node_id"),
-        ("gd..chaozhou", good_fpr, "bad_node_id"),
-        ("-gd", good_fpr, "bad_node_id"),
-        ("gd." + "x" * 40, good_fpr, "bad_node_id"),
-        (".".join(["a"] * 9), good_fpr, "bad_node_id"),
-        ("gd.%E6%BD%AE%E5%B7%9E", good_fpr, "bad_node_id"),  # 潮州, percent-encoded
-        ("gd.chao%00zhou", good_fpr, "bad_node_id"),
-        (CITY, "abc", "bad_key_file"),
-        (CITY, good_fpr[:-1], "bad_key_file"),
-        (CITY, good_fpr + "0", "bad_key_file"),
-        (CITY, "z" * 64, "bad_key_file"),
-        (CITY, "%E6%BD%AE" * 10, "bad_key_file"),
-    ]
-    for subject, fingerprint, code in cases:
-        async with stores_nothing(root, http):
-            url = f"{root.urls[0]}/v1/enroll/{subject}/{fingerprint}"
-            answer = await call(http, "GET", yarl.URL(url, encoded=True))
-            try:
-                assert_refused(answer, code)
-            except AssertionError as error:
-                raise AssertionError(f"{subject}/{fingerprint}: {error}") from None
-    async with stores_nothing(root, http):
-        answer = await call(http, "GET", f"{root.urls[0]}/v1/enroll/GD/{good_fpr}",
-                            headers=MSGPACK_ACCEPT)
-        assert_refused(answer, "bad_node_id", as_msgpack=True)
-
-
-async def test_enrollment_state_of_an_unknown_request_is_unknown_and_stores_nothing(root, http):
-    async with stores_nothing(root, http):
-        answer = await call(http, "GET", f"{root.urls[0]}/v1/enroll/gd.nowhere/{'ab' * 32}")
-        assert answer.status == 200
-        document = unpack(answer.body)
-        assert document["status"] == "unknown" and document["subject"] == "gd.nowhere"
-        assert document["chain"] == () and document["records"] == ()
-        # a fingerprint as printed (grouped, prefixed) is accepted the same way
-        grouped = "sha256:" + ":".join(["abcd"] * 16)
-        answer = await call(http, "GET", f"{root.urls[0]}/v1/enroll/gd.nowhere/{grouped}")
-        assert answer.status == 200 and unpack(answer.body)["status"] == "unknown"
-
-
-async def test_enrollment_state_with_a_body_or_wrong_method(root, city, http):
-    url = f"{root.urls[0]}/v1/enroll/{CITY}/{city.keys.fingerprint}"
-    async with stores_nothing(root, http):
-        answer = await call(http, "GET", url, data=b"\xc1" * 100)  # a body is ignored
-        assert answer.status == 200 and unpack(answer.body)["status"] == "approved"
-        for method in ("POST", "PUT", "DELETE"):
-            answer = await call(http, method, url, data=enrollment_request())
-            assert answer.status == 405, (method, answer.status)
-
-
-# --- POST /v1/gossip -------------------------------------------------------------------
-
-
-async def test_gossip_garbage_empty_and_wrong_types_are_malformed(root, city, http):
-    rng = random.Random(2)
-    keys = city.keys
-    bodies = {
-        "garbage": garbage(rng, 500),
-        "empty": b"",
-        "int": pack(12345),
-        "nil": pack(None),
-        "map instead of an envelope": pack({"frame": b"x"}),
-        "ints instead of bin": pack([1, 2]),
-        "three items": pack([b"a", b"b" * 64, b"c"]),
-        "short signature": pack([pack(frame_payload(root)), b"s" * 63]),
-        "payload not msgpack": pack([b"\xc1", b"s" * 64]),
-        "payload an array": signed_frame_payload([1, 2, 3], keys),
-        "unknown key": signed_frame_payload(frame_payload(root, x=1), keys),
-        "missing key": signed_frame_payload(frame_payload(root, at=...), keys),
-        "int instead of bin id": signed_frame_payload(frame_payload(root, id=7), keys),
-        "short id": signed_frame_payload(frame_payload(root, id=b"\x00" * 15), keys),
-        "str instead of int": signed_frame_payload(frame_payload(root, at="now"), keys),
-        "negative time": signed_frame_payload(frame_payload(root, at=-1), keys),
-        "body an int": signed_frame_payload(frame_payload(root, b=1), keys),
-        "body with wrong keys": signed_frame_payload(frame_payload(root, b={"rootx": b"r"}), keys),
-        "body root too short": signed_frame_payload(frame_payload(root, b={
-            "root": b"r", "push": [], "covered": [], "entries": []}), keys),
-        "push of ints": signed_frame_payload(frame_payload(root, b={
-            "root": b"r" * 16, "push": [1, 2], "covered": [], "entries": []}), keys),
-        "bucket out of range": signed_frame_payload(frame_payload(root, b={
-            "root": b"r" * 16, "push": [], "covered": [70000], "entries": []}), keys),
-        "bad summary entry": signed_frame_payload(frame_payload(root, b={
-            "root": b"r" * 16, "push": [], "covered": [1], "entries": [["cert", "gd", 1]]}), keys),
-        "future frame": gossip_frame(root, city, created_at=now_ms() + 10 * 60_000),
-        "an enrollment request": enrollment_request(),
-    }
-    for what, body in bodies.items():
-        async with stores_nothing(root, http):
-            answer = await call(http, "POST", root.urls[0] + "/v1/gossip", data=body)
-            try:
-                assert_refused(answer, "malformed")
-            except AssertionError as error:
-                raise AssertionError(f"{what}: {error}") from None
-
-
-async def test_gossip_typed_refusals(root, city, http):
-    stranger = NodeKeys.generate()
-    cases = [
-        ("unknown_type", "a ping frame",
-         gossip_frame(root, city, body=PingBody(directory_root=b"\x00" * 16))),
-        ("unknown_type", "a gossip reply frame",
-         gossip_frame(root, city, body=GossipReplyBody(root=b"\x00" * 16))),
-        ("unknown_type", "an unknown frame type",
-         signed_frame_payload(frame_payload(root, t="teleport"), city.keys)),
-        ("unsupported_version", "version 2",
-         signed_frame_payload(frame_payload(root, v=2), city.keys)),
-        ("not_addressed_here", "a frame for the city",
-         gossip_frame(root, city, destination=CITY)),
-        ("not_addressed_here", "a frame for another province",
-         gossip_frame(root, city, destination="hn")),
-        ("unknown_origin", "an unknown signer",
-         gossip_frame(root, city, origin="gd.shantou", keys=stranger)),
-        ("unknown_origin", "another province's node",
-         gossip_frame(root, city, origin="hn.changsha", keys=stranger)),
-        ("bad_signature", "the city's id with the wrong key",
-         gossip_frame(root, city, keys=stranger)),
-        ("bad_signature", "the root's own id with the wrong key",
-         gossip_frame(root, city, origin=ROOT, keys=stranger)),
-        ("bad_node_id", "an origin that is no node id",
-         signed_frame_payload(frame_payload(root, o="Gd.Chaozhou"), city.keys)),
-        ("replay", "a frame older than the replay window",
-         gossip_frame(root, city, created_at=now_ms() - REPLAY_WINDOW_MS - 60_000)),
-    ]
-    for code, what, body in cases:
-        async with stores_nothing(root, http):
-            answer = await call(http, "POST", root.urls[0] + "/v1/gossip", data=body)
-            try:
-                assert_refused(answer, code)
-            except AssertionError as error:
-                raise AssertionError(f"{what}: {error}") from None
-
-
-async def test_gossip_signature_is_checked_over_the_exact_bytes(root, city, http):
-    valid = gossip_frame(root, city)
-    payload, signature = unpack(valid)
-    flipped_signature = signature[:-1] + bytes([signature[-1] ^ 1])
-    async with stores_nothing(root, http):
-        answer = await call(http, "POST", root.urls[0] + "/v1/gossip",
-                            data=pack([payload, flipped_signature]))
-        assert_refused(answer, "bad_signature")
-        # the same content re-encoded (the same map, keys in another order)
-        reordered = pack(dict(reversed(list(unpack(payload).items()))))
-        assert reordered != payload
-        answer = await call(http, "POST", root.urls[0] + "/v1/gossip",
-                            data=pack([reordered, signature]))
-        assert_refused(answer, "bad_signature")
-
-
-async def test_gossip_replayed_frame_is_refused_the_second_time(root, city, http):
-    frame = gossip_frame(root, city)
-    async with stores_nothing(root, http):
-        first = await call(http, "POST", root.urls[0] + "/v1/gossip", data=frame,
-                           headers={"Content-Type": "application/msgpack"})
-        assert first.status == 200, first.body[:300]
-        reply = frames.parse_frame(first.body).verify(root.keys.public.verify_key)
-        assert isinstance(reply.body, GossipReplyBody) and reply.destination == CITY
-        assert reply.body.root == root.directory.digest.root  # in sync: nothing else to say
-        second = await call(http, "POST", root.urls[0] + "/v1/gossip", data=frame,
-                            headers={"Content-Type": "application/msgpack"})
-        assert_refused(second, "replay", as_msgpack=True)
-        third = await call(http, "POST", root.urls[0] + "/v1/gossip", data=frame)
-        assert_refused(third, "replay")
-
-
-async def test_gossip_pushed_forgeries_are_refused_one_by_one_and_never_stored(root, city, http):
-    stranger = NodeKeys.generate()
-    now = now_ms()
-    forged_endpoint = sign_record(city.keys, EndpointAnnouncement(ROOT, 10**6, ("http://evil",), now))
-    unknown_status = sign_record(stranger, StatusBeacon(
-        "gd.shantou", 1, now, "9", 1, {}, {}, "00", 1, {}))
-    # A certificate for a sibling signed by the city: the name constraint refuses it.
-    sibling = certs.Certificate("gd.shantou", "假", Level.CITY, stranger.public, CITY, 1,
-                                now - 1000, now + 10**9, None)
-    sibling_payload = pack(sibling.to_wire())
-    sibling_data = encode_envelope(sibling_payload, city.keys.sign(Domain.CERTIFICATE,
-                                                                   sibling_payload))
-    push = (b"\xc1not a record", pack(["nonsense-kind", b"x"]), forged_endpoint.encode(),
-            unknown_status.encode(), pack(["cert", sibling_data]))
-    async with stores_nothing(root, http):
-        body = GossipBody(root=root.directory.digest.root, push=push)
-        answer = await call(http, "POST", root.urls[0] + "/v1/gossip",
-                            data=gossip_frame(root, city, body=body))
-        assert answer.status == 200, answer.body[:300]
-        reply = frames.parse_frame(answer.body).verify(root.keys.public.verify_key).body
-        assert len(reply.refused) == len(push), reply.refused
-        codes = sorted(code for _, _, code in reply.refused)
-        assert set(codes) <= KNOWN_CODES
-        assert "bad_signature" in codes and "unknown_origin" in codes
-        assert codes.count("malformed") + codes.count("unknown_type") >= 2
-
-
-async def test_gossip_oversized_bodies_are_too_large(root, city, http):
-    url = root.urls[0] + "/v1/gossip"
-    host, port = root.config.host, root.port
-    async with stores_nothing(root, http):
-        # Declared over the limit: refused from the headers, before any body is read.
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write((f"POST /v1/gossip HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                          f"Content-Type: application/octet-stream\r\n"
-                          f"Content-Length: {MAX_GOSSIP_BYTES + 1}\r\n\r\n").encode()
-                         + b"\x92" * 1024)
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-            status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            assert status_line.split()[1] == "413", status_line
-            headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
-            body = await asyncio.wait_for(reader.readexactly(int(headers["Content-Length"])), 10)
-            document = json.loads(body)
-            assert document["error"] == "too_large" and document["detail"]
-        finally:
-            writer.close()
-        # Sent in full, one byte over: still a clean refusal.
-        frame = gossip_frame(root, city)
-        oversized = frame + b"\x00" * (MAX_GOSSIP_BYTES + 1 - len(frame))
-        assert_refused(await call(http, "POST", url, data=oversized, headers=MSGPACK_ACCEPT),
-                       "too_large", as_msgpack=True)
-
-        async def chunked(size: int) -> AsyncIterator[bytes]:
-            block = b"\x00" * (256 * 1024)
-            sent = 0
-            while sent < size:
-                piece = block[:min(len(block), size - sent)]
-                sent += len(piece)
-                yield piece
-
-        # No Content-Length (chunked): one byte over the limit, and far over it.
-        assert_refused(await call(http, "POST", url, data=chunked(MAX_GOSSIP_BYTES + 1)),
-                       "too_large")
-        assert_refused(await call(http, "POST", url, data=chunked(MAX_GOSSIP_BYTES * 2)),
-                       "too_large")
-
-
-async def test_gossip_every_truncation_of_a_valid_frame_is_malformed(root, city, http):
-    frame = gossip_frame(root, city)
-    async with stores_nothing(root, http):
-        for length in range(len(frame)):
-            answer = await call(http, "POST", root.urls[0] + "/v1/gossip", data=frame[:length])
-            assert_refused(answer, "malformed")
-        answer = await call(http, "POST", root.urls[0] + "/v1/gossip", data=frame + b"\x00")
-        assert_refused(answer, "malformed")
-
-
-async def test_gossip_wrong_methods_answer_405(root, city, http):
-    async with stores_nothing(root, http):
-        for method in ("GET", "PUT", "DELETE"):
-            answer = await call(http, method, root.urls[0] + "/v1/gossip",
-                                data=gossip_frame(root, city) if method != "GET" else None)
-            assert answer.status == 405, (method, answer.status)
 
 
 # --- GET-only endpoints ---------------------------------------------------------------------
