@@ -50,6 +50,8 @@ FORGET_SEEN_MS = 3600 * 1000  # dedupe entries past the replay window are droppe
 FULL_CHECK_MS = 2000  # PRAGMA data_version at least this often, whatever the WAL file says
 CHECKPOINT_MS = 1000  # the WAL is copied into the database file at most this often
 WAL_RESTART_BYTES = 64 * 1024 * 1024  # a WAL this big is made to start over (and is cut)
+# [delivery] settings read where they apply (receiving, sending), not by the workers.
+NOT_FOR_THE_WORKERS = {"max_attachment_bytes", "crypto_threads"}
 
 
 class Node:
@@ -107,7 +109,7 @@ class Node:
                                  peer_urls=self.peer_urls,
                                  settings=DeliverySettings(**{
                                      k: v for k, v in self.config.delivery.items()
-                                     if k != "max_attachment_bytes"}),
+                                     if k not in NOT_FOR_THE_WORKERS}),
                                  on_result=self._delivery_result)
         self.context.wake = self.delivery.wake
         self.inbound = Inbound(self.context)

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "max_records_per_request": 512},
     "delivery": {"batch_frames": 256, "batch_bytes": 4 * 1024 * 1024, "initial_backoff_ms": 200,
                  "max_backoff_ms": 60_000, "request_timeout_ms": 30_000,
-                 "max_attachment_bytes": 8 * 1024 * 1024},
+                 "max_attachment_bytes": 8 * 1024 * 1024, "crypto_threads": True},
     "discovery": {"enabled": True, "interfaces": []},
     "storage": {"secure_delete": False},
     "log": {"level": "info", "format": "text"},
@@ -69,7 +69,7 @@ class NodeConfig:
     cert_days: int
     enrollment_poll_ms: int
     gossip: GossipSettings
-    delivery: dict[str, int]
+    delivery: dict[str, int | bool]
     discovery_enabled: bool
     discovery_interfaces: tuple[str, ...]
     secure_delete: bool

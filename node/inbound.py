@@ -25,20 +25,21 @@ node's ``max_attachment_bytes``). The acknowledgement lists the accepted ids and
 refused ones with their codes; it is sent only after the commit.
 
 Cost. Verifying and decrypting happen before the write lock is taken, and for a batch
-of more than a few frames in a worker thread (libsodium lets go of the GIL), with the
-origins' keys looked up beforehand on the event loop, which owns the directory. Inside
-the transaction the batch makes a fixed number of statements whatever its size (the
-reads it needs up front, then one ``executemany`` per table), because preparing and
-running a statement from Python costs more than the rows it writes; each frame's
+of more than a few frames where the node does its bulk crypto (``node.crypto_work``: a
+worker thread, or the loop in slices), with the origins' keys looked up beforehand on
+the event loop, which owns the directory. Inside the transaction the batch makes a
+fixed number of statements whatever its size (the reads it needs up front, then one
+``executemany`` per table), because preparing and running a statement from Python
+costs more than the rows it writes; each frame's
 checks and state changes run in memory in arrival order (``_Writes``,
 ``receipts.SentLedger``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from protocol import frames, ids
 from protocol.documents import Document, decode_content_to_keep, validate_attachment_limit
@@ -53,6 +54,7 @@ from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
 from node.context import NodeContext
+from node.crypto_work import map_crypto
 from node.receipts import SentLedger, plan_step
 from node.sending import document_row
 from node.store.db import transaction
@@ -63,7 +65,6 @@ log = logging.getLogger("govnode.inbound")
 REPLAY_WINDOW_MS = 30 * 24 * 3600 * 1000  # store-and-forward can take days; dedupe covers it
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 NEWER_KEY_GRACE_MS = 5 * 60 * 1000  # how long a frame failing its signature is deferred
-OFF_LOOP_FRAMES = 16  # from this many frames in a transfer, verify and open in a thread
 
 
 @dataclass
@@ -131,16 +132,17 @@ class Inbound:
             if signed.origin not in keys:
                 keys[signed.origin] = self._origin_keys(signed.origin, now)
             located.append((signed, data))
-        # Verifying and opening are the costly part (libsodium, which lets go of the
-        # GIL): for a big batch they run in a worker thread, the loop meanwhile serving
-        # the next transfer and this node's own deliveries.
-        if len(located) < OFF_LOOP_FRAMES:
-            checked, refused = self._verify_and_open(located, keys, now)
-        else:
-            checked, refused = await asyncio.to_thread(self._verify_and_open, located, keys,
-                                                       now)
-        for message_id, refusal in refused:
-            _refuse(result, message_id, refusal)
+        # Verifying and opening are the costly part: for a big batch they run where the
+        # node does its bulk crypto (``node.crypto_work``), the loop meanwhile free to
+        # serve the next transfer and this node's own deliveries.
+        checked: list[tuple[Frame, bytes, _Opened | ProtocolError | None]] = []
+        for outcome in await map_crypto(partial(self._verify_and_open, keys=keys, now=now),
+                                        located,
+                                        in_threads=context.config.delivery["crypto_threads"]):
+            if isinstance(outcome, _Refused):
+                _refuse(result, outcome.message_id, outcome.refusal)
+            else:
+                checked.append(outcome)
         if not checked:
             return result
         here = [frame for frame, _, _ in checked if frame.destination == context.node_id]
@@ -197,29 +199,24 @@ class Inbound:
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
 
-    def _verify_and_open(self, located: list[tuple[frames.SignedFrame, bytes]],
+    def _verify_and_open(self, located: tuple[frames.SignedFrame, bytes], *,
                          keys: dict[str, "_OriginKeys | Exception"], now: int
-                         ) -> tuple[list[tuple[Frame, bytes, "_Opened | ProtocolError | None"]],
-                                    list[tuple[bytes, Exception]]]:
-        """Steps 2 and 3 for each located frame, and each document for this node opened:
-        (each frame that passed with its bytes and, a document for this node, what
-        ``_open`` made of it; the refusals by message id). Each frame carries its own
-        result, whatever ids other frames of the batch claim. Safe in a worker thread:
-        it reads only ``keys`` and the node's keys and id."""
-        checked, refused = [], []
-        node_id = self.context.node_id
-        for signed, data in located:
-            frame = signed.frame
-            try:
-                _verify(signed, keys[signed.origin], now)
-            except (ProtocolError, NotYetVerifiable) as refusal:
-                refused.append((frame.message_id, refusal))
-                continue
-            opened = None
-            if frame.destination == node_id and isinstance(frame.body, DocumentBody):
-                opened = self._open(frame)
-            checked.append((frame, data, opened))
-        return checked, refused
+                         ) -> "tuple[Frame, bytes, _Opened | ProtocolError | None] | _Refused":
+        """Steps 2 and 3 for one located frame, and a document for this node opened: the
+        frame that passed with its bytes and, a document for this node, what ``_open``
+        made of it; or its refusal. Each frame carries its own result, whatever ids other
+        frames of the batch claim. Safe in a worker thread: it reads only ``keys`` and
+        the node's keys and id."""
+        signed, data = located
+        frame = signed.frame
+        try:
+            _verify(signed, keys[signed.origin], now)
+        except (ProtocolError, NotYetVerifiable) as refusal:
+            return _Refused(frame.message_id, refusal)
+        opened = None
+        if frame.destination == self.context.node_id and isinstance(frame.body, DocumentBody):
+            opened = self._open(frame)
+        return frame, data, opened
 
     def _open(self, frame: Frame) -> "_Opened | ProtocolError":
         """Decrypt and check a document frame for this node: the document, or the refusal.
@@ -263,6 +260,12 @@ class Inbound:
 
 
 _Opened = tuple[Document, dict[bytes, bytes], bytes]  # document, attachment data, kept bytes
+
+
+@dataclass(frozen=True)
+class _Refused:
+    message_id: bytes
+    refusal: Exception  # a ProtocolError, or NotYetVerifiable
 
 
 @dataclass

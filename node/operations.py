@@ -87,6 +87,7 @@ class NewNode:
     gossip_interval_ms: int | None = None
     status_interval_ms: int | None = None
     gossip_fanout: int | None = None
+    crypto_threads: bool | None = None  # [delivery] crypto_threads; None: the default
 
     @property
     def resolved_level(self) -> Level:
@@ -111,6 +112,7 @@ def _prepare_directory(data: DataDir, new: NewNode, trust_anchor: str, keys: Nod
         "parent": {"url": new.parent_url},
         "keys": {"passphrase_env": new.passphrase_env},
         "gossip": gossip,
+        "delivery": {} if new.crypto_threads is None else {"crypto_threads": new.crypto_threads},
         "discovery": {"enabled": new.discovery, "interfaces": list(new.discovery_interfaces)},
     }), encoding="utf-8")
 

@@ -6,13 +6,13 @@ document, one delivery row per recipient and the frames are committed in one
 transaction; delivery takes over from the outbox. ``send_documents`` queues many
 documents in one transaction (one commit, one wake-up), for senders that have many.
 Sealing and signing happen before the transaction, so the write lock is held only
-for the inserts; for many frames at once they run in a worker thread, since PyNaCl
-releases the GIL, so that a big send does not stall the node's transfers and gossip.
+for the inserts; for many frames at once they run where the node does its bulk crypto
+(``node.crypto_work``: a worker thread, or the loop in slices), so that a big send does
+not stall the node's transfers and gossip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -29,13 +29,11 @@ from protocol.messages import DocumentBody
 
 from node.clock import now_ms
 from node.context import NodeContext
+from node.crypto_work import map_crypto
 from node.store.db import transaction
 from node.store.document_store import DeliveryRow, DocumentRow
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
-# From this many frames in one call, sealing and signing (about 0.15 ms a frame) run in
-# a worker thread; below it the hop to the thread would cost more than it frees.
-SEAL_OFF_LOOP_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -91,11 +89,9 @@ async def send_documents(context: NodeContext, drafts: list[Document], *,
 
 
 async def _send(context: NodeContext, addressed: list["_Addressed"]) -> list[SentDocument]:
-    sign = partial(_seal_and_sign, context.sign_frame)
-    if sum(len(item.box_keys) for item in addressed) < SEAL_OFF_LOOP_FRAMES:
-        prepared = [sign(item) for item in addressed]
-    else:  # PyNaCl lets go of the GIL: the event loop serves transfers meanwhile
-        prepared = await asyncio.to_thread(lambda: [sign(item) for item in addressed])
+    prepared = await map_crypto(partial(_seal_and_sign, context.sign_frame), addressed,
+                                in_threads=context.config.delivery["crypto_threads"],
+                                frames=lambda item: len(item.box_keys))
     return await _queue(context, prepared)
 
 

@@ -72,3 +72,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     module-scoped federation does)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         yield session
+
+
+@pytest.fixture(params=[True, False], ids=["crypto-in-threads", "crypto-on-the-loop"])
+def crypto_threads(request, federation) -> Iterator[bool]:
+    """Run the test with every node of the module's ``federation`` doing its bulk crypto
+    in worker threads, then again on the event loop in slices ([delivery]
+    crypto_threads, ``node.crypto_work``)."""
+    nodes = list(federation.nodes.values())
+    before = [node.config.delivery["crypto_threads"] for node in nodes]
+    for node in nodes:
+        node.config.delivery["crypto_threads"] = request.param
+    try:
+        yield request.param
+    finally:
+        for node, value in zip(nodes, before):
+            node.config.delivery["crypto_threads"] = value

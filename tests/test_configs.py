@@ -36,6 +36,13 @@ def test_secure_delete_is_off_unless_asked_for():
     assert config_from_dict({"node": node, "storage": {"secure_delete": True}}).secure_delete
 
 
+def test_crypto_runs_in_threads_unless_the_node_shares_its_cores():
+    node = {"id": "gd", "name": "广东", "level": "province", "trust_anchor": ANCHOR}
+    assert config_from_dict({"node": node}).delivery["crypto_threads"] is True
+    shared = config_from_dict({"node": node, "delivery": {"crypto_threads": False}})
+    assert shared.delivery["crypto_threads"] is False
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.update(gosip={}), "unknown section [gosip]"),
     (lambda c: c["node"].update(colour="red"), "unknown key 'colour' in [node]"),
@@ -46,6 +53,8 @@ def test_secure_delete_is_off_unless_asked_for():
     (lambda c: c.setdefault("server", {}).update(port=70000), "port must be 0-65535"),
     (lambda c: c.setdefault("storage", {}).update(secure_delete="yes"),
      "[storage] secure_delete must be bool"),
+    (lambda c: c.setdefault("delivery", {}).update(crypto_threads=0),
+     "[delivery] crypto_threads must be bool"),
 ])
 def test_config_mistakes_are_refused_with_the_key_named(change, message):
     parsed = {"node": {"id": "gd", "name": "广东", "level": "province", "trust_anchor": ANCHOR}}

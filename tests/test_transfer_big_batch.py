@@ -15,7 +15,8 @@ from federation import Federation
 from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, draft, frame,
                               quiet, read_rows, root_and_two_cities, transfer)
 from node.clock import now_ms
-from node.inbound import NEWER_KEY_GRACE_MS, OFF_LOOP_FRAMES
+from node.crypto_work import OFF_LOOP_FRAMES
+from node.inbound import NEWER_KEY_GRACE_MS
 from protocol import frames, sealing
 from protocol.documents import encode_content
 from protocol.keys import NodeKeys
@@ -35,7 +36,8 @@ def ids_in(node, table: str) -> set[bytes]:
     return {row[0] for row in read_rows(node, f"SELECT message_id FROM {table}")}
 
 
-async def test_a_big_batch_answers_each_frame_as_a_small_one_would(federation, http):
+async def test_a_big_batch_answers_each_frame_as_a_small_one_would(federation, http,
+                                                                  crypto_threads):
     root, chaozhou, shantou = (federation.nodes[i] for i in (ROOT, CHAOZHOU, SHANTOU))
     stranger = NodeKeys.generate()
     sealed = DocumentBody(sealing.seal(b"not a document", root.keys.public.box_key))
@@ -83,7 +85,8 @@ def same_id_document(sender, recipient, message_id: bytes, title: str) -> bytes:
 
 
 @pytest.mark.parametrize("size", [2, OFF_LOOP_FRAMES], ids=["small", "off-loop"])
-async def test_two_frames_claiming_one_id_each_keep_their_own_document(federation, http, size):
+async def test_two_frames_claiming_one_id_each_keep_their_own_document(federation, http, size,
+                                                                      crypto_threads):
     # Ids are the sender's to choose: another member may reuse one, in the same batch.
     root, chaozhou, shantou = (federation.nodes[i] for i in (ROOT, CHAOZHOU, SHANTOU))
     shared = frames.new_message_id()

@@ -1,0 +1,92 @@
+"""Where bulk crypto runs (node.crypto_work): on the loop for a few frames; from
+OFF_LOOP_FRAMES on, in a worker thread or in slices on the loop, results in order."""
+
+import asyncio
+import threading
+
+import pytest
+
+from node.crypto_work import OFF_LOOP_FRAMES, SLICE_FRAMES, map_crypto
+
+pytestmark = pytest.mark.asyncio
+
+
+class Recorder:
+    """Work that records the thread it ran on and how many times the loop turned."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+        self.turns_seen: list[int] = []
+        self.turns = 0
+
+    def work(self, item: int) -> int:
+        self.threads.add(threading.get_ident())
+        self.turns_seen.append(self.turns)
+        return item * item
+
+    async def tick(self) -> None:
+        """Another task of the loop, counting its turns until cancelled."""
+        while True:
+            await asyncio.sleep(0)
+            self.turns += 1
+
+
+async def run_with_ticker(recorder: Recorder, items, **options) -> list[int]:
+    ticker = asyncio.create_task(recorder.tick())
+    await asyncio.sleep(0)  # the ticker starts before the work
+    try:
+        return await map_crypto(recorder.work, items, **options)
+    finally:
+        ticker.cancel()
+
+
+@pytest.mark.parametrize("in_threads", [True, False], ids=["threads", "loop"])
+async def test_a_few_frames_are_done_on_the_loop_at_once(in_threads):
+    recorder = Recorder()
+    items = list(range(OFF_LOOP_FRAMES - 1))
+    assert await run_with_ticker(recorder, items, in_threads=in_threads) == \
+        [n * n for n in items]
+    assert recorder.threads == {threading.get_ident()}
+    assert set(recorder.turns_seen) == {recorder.turns_seen[0]}  # no turn in between
+
+
+async def test_many_frames_go_to_a_worker_thread_when_asked():
+    recorder = Recorder()
+    items = list(range(3 * OFF_LOOP_FRAMES))
+    assert await run_with_ticker(recorder, items, in_threads=True) == [n * n for n in items]
+    assert len(recorder.threads) == 1 and threading.get_ident() not in recorder.threads
+
+
+async def test_many_frames_on_the_loop_let_other_tasks_run_between_slices():
+    recorder = Recorder()
+    items = list(range(4 * SLICE_FRAMES))
+    assert await run_with_ticker(recorder, items, in_threads=False) == [n * n for n in items]
+    assert recorder.threads == {threading.get_ident()}
+    # The ticker turned between slices, never inside one.
+    slices = [recorder.turns_seen[start:start + SLICE_FRAMES]
+              for start in range(0, len(items), SLICE_FRAMES)]
+    assert all(len(set(part)) == 1 for part in slices)
+    firsts = [part[0] for part in slices]
+    assert firsts == sorted(firsts) and len(set(firsts)) == len(slices)
+
+
+async def test_slices_and_the_threshold_count_frames_not_items():
+    recorder = Recorder()
+    heavy = [SLICE_FRAMES // 2] * 6  # each item seals half a slice's frames
+    await run_with_ticker(recorder, heavy, in_threads=False, frames=lambda item: item)
+    assert len(set(recorder.turns_seen)) == 3  # two items a slice
+    one_big = Recorder()
+    await run_with_ticker(one_big, [OFF_LOOP_FRAMES], in_threads=True,
+                          frames=lambda item: item)
+    assert threading.get_ident() not in one_big.threads  # one item, many frames: off the loop
+
+
+@pytest.mark.parametrize("in_threads", [True, False], ids=["threads", "loop"])
+async def test_an_error_in_the_work_reaches_the_caller(in_threads):
+    def work(item: int) -> int:
+        if item == OFF_LOOP_FRAMES:
+            raise ValueError("item 16 is bad")
+        return item
+
+    with pytest.raises(ValueError, match="item 16 is bad"):
+        await map_crypto(work, list(range(2 * OFF_LOOP_FRAMES)), in_threads=in_threads)
