@@ -54,7 +54,7 @@ from protocol.workflow import Action, Role, State
 
 from node.clock import now_ms
 from node.context import NodeContext
-from node.crypto_work import map_crypto
+from node.crypto_work import frame_weight, map_crypto
 from node.receipts import SentLedger, plan_step
 from node.sending import document_row
 from node.store.db import transaction
@@ -138,7 +138,8 @@ class Inbound:
         checked: list[tuple[Frame, bytes, _Opened | ProtocolError | None]] = []
         for outcome in await map_crypto(partial(self._verify_and_open, keys=keys, now=now),
                                         located,
-                                        in_threads=context.config.delivery["crypto_threads"]):
+                                        in_threads=context.config.delivery["crypto_threads"],
+                                        weight=lambda item: frame_weight(len(item[1]))):
             if isinstance(outcome, _Refused):
                 _refuse(result, outcome.message_id, outcome.refusal)
             else:
@@ -199,7 +200,7 @@ class Inbound:
         else:
             raise Malformed(f"{frame.type} frames are not delivered by transfer")
 
-    def _verify_and_open(self, located: tuple[frames.SignedFrame, bytes], *,
+    def _verify_and_open(self, item: tuple[frames.SignedFrame, bytes], *,
                          keys: dict[str, "_OriginKeys | Exception"], now: int
                          ) -> "tuple[Frame, bytes, _Opened | ProtocolError | None] | _Refused":
         """Steps 2 and 3 for one located frame, and a document for this node opened: the
@@ -207,7 +208,7 @@ class Inbound:
         made of it; or its refusal. Each frame carries its own result, whatever ids other
         frames of the batch claim. Safe in a worker thread: it reads only ``keys`` and
         the node's keys and id."""
-        signed, data = located
+        signed, data = item
         frame = signed.frame
         try:
             _verify(signed, keys[signed.origin], now)

@@ -29,7 +29,7 @@ from protocol.messages import DocumentBody
 
 from node.clock import now_ms
 from node.context import NodeContext
-from node.crypto_work import map_crypto
+from node.crypto_work import frame_weight, map_crypto
 from node.store.db import transaction
 from node.store.document_store import DeliveryRow, DocumentRow
 
@@ -89,9 +89,22 @@ async def send_documents(context: NodeContext, drafts: list[Document], *,
 
 
 async def _send(context: NodeContext, addressed: list["_Addressed"]) -> list[SentDocument]:
-    prepared = await map_crypto(partial(_seal_and_sign, context.sign_frame), addressed,
-                                in_threads=context.config.delivery["crypto_threads"],
-                                frames=lambda item: len(item.box_keys))
+    contents = [encode_valid_content(item.document, item.attachment_data)
+                for item in addressed]
+    to_seal = [_ToSeal(content, recipient, box_key)
+               for item, content in zip(addressed, contents)
+               for recipient, box_key in item.box_keys.items()]
+    # One frame at a time, so that a document to many units, or a big one, is sealed
+    # in slices like many small ones when crypto runs on the loop.
+    sealed = iter(await map_crypto(partial(_seal_and_sign, context.sign_frame), to_seal,
+                                   in_threads=context.config.delivery["crypto_threads"],
+                                   weight=lambda frame: frame_weight(len(frame.content))))
+    prepared = []
+    for item, content in zip(addressed, contents):
+        frames = tuple(next(sealed) for _ in item.box_keys)
+        document = item.document
+        kept = encode_kept_content(document) if document.attachments else content
+        prepared.append(_Prepared(document, item.attachment_data, frames, kept))
     return await _queue(context, prepared)
 
 
@@ -128,17 +141,22 @@ def _stamped(draft: Document, **fields: object) -> Document:
     return document_from_fields({**draft.__dict__, **fields})
 
 
+@dataclass(frozen=True)
+class _ToSeal:
+    """One recipient's frame of a document, before sealing."""
+
+    content: bytes  # the document's content (encode_valid_content)
+    recipient: str
+    box_key: bytes
+
+
 def _seal_and_sign(sign_frame: Callable[[DocumentBody, str], tuple[bytes, bytes]],
-                   item: _Addressed) -> _Prepared:
-    """Seal one frame per recipient and sign it: pure, so it may run off the loop."""
-    content = encode_valid_content(item.document, item.attachment_data)
-    frames = []
-    for recipient, box_key in item.box_keys.items():
-        message_id, frame = sign_frame(DocumentBody(sealing.seal(content, box_key)), recipient)
-        frames.append((recipient, message_id, frame))
-    document = item.document
-    kept = encode_kept_content(document) if document.attachments else content
-    return _Prepared(document, item.attachment_data, tuple(frames), kept)
+                   frame: _ToSeal) -> tuple[str, bytes, bytes]:
+    """Seal the content to one recipient and sign the frame: (recipient, message id,
+    frame bytes). Pure, so it may run off the loop."""
+    message_id, data = sign_frame(DocumentBody(sealing.seal(frame.content, frame.box_key)),
+                                  frame.recipient)
+    return frame.recipient, message_id, data
 
 
 async def _queue(context: NodeContext, prepared: list[_Prepared]) -> list[SentDocument]:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -74,17 +75,36 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@dataclass
+class BulkCrypto:
+    in_threads: bool  # the nodes' [delivery] crypto_threads during the test
+    handed_to_threads: int = 0  # calls of node.crypto_work that went to a worker thread
+
+
 @pytest.fixture(params=[True, False], ids=["crypto-in-threads", "crypto-on-the-loop"])
-def crypto_threads(request, federation) -> Iterator[bool]:
+def crypto_threads(request, federation, monkeypatch) -> Iterator[BulkCrypto]:
     """Run the test with every node of the module's ``federation`` doing its bulk crypto
     in worker threads, then again on the event loop in slices ([delivery]
-    crypto_threads, ``node.crypto_work``)."""
+    crypto_threads, ``node.crypto_work``); afterwards, check that the test's bulk crypto
+    went where the setting says (the test must have some)."""
+    from node import crypto_work
+
+    bulk = BulkCrypto(request.param)
+    to_thread = crypto_work._in_a_thread
+
+    async def counting(run):
+        bulk.handed_to_threads += 1
+        return await to_thread(run)
+
+    monkeypatch.setattr(crypto_work, "_in_a_thread", counting)
     nodes = list(federation.nodes.values())
     before = [node.config.delivery["crypto_threads"] for node in nodes]
     for node in nodes:
         node.config.delivery["crypto_threads"] = request.param
     try:
-        yield request.param
+        yield bulk
     finally:
         for node, value in zip(nodes, before):
             node.config.delivery["crypto_threads"] = value
+    assert bool(bulk.handed_to_threads) == bulk.in_threads, \
+        "bulk crypto did not go where the setting says"

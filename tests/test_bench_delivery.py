@@ -30,3 +30,14 @@ def test_bench_delivery_prints_every_figure_as_one_json_line():
     assert set(report["targets"]) == set(report["meets_targets"]) == {
         "docs_per_s", "ratio_to_crypto", "latency_p50_ms"}
     assert "govnode bench delivery" in result.output  # the table for people came first
+    assert report["crypto_threads"] is False  # its nodes share this machine's cores
+    assert "bulk crypto on the event loop" in result.output
+
+
+def test_bench_delivery_can_run_its_nodes_with_the_default_crypto_threads():
+    result = CliRunner().invoke(main, ["bench", "delivery", "--docs", "40", "--samples", "2",
+                                       "--crypto-threads", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["crypto_threads"] is True and report["docs_per_s"] > 0
+    assert "bulk crypto in worker threads" in result.output

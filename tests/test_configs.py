@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.config import DEFAULTS, ConfigError, config_from_dict, render_config
+from node.config import DEFAULTS, ConfigError, config_from_dict, load_config, render_config
+from node.operations import NewNode, init_root
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ANCHOR = "ab" * 32
@@ -62,3 +63,12 @@ def test_config_mistakes_are_refused_with_the_key_named(change, message):
     with pytest.raises(ConfigError, match=None) as info:
         config_from_dict(parsed, source="node.toml")
     assert message in str(info.value) and "node.toml" in str(info.value)
+
+
+@pytest.mark.parametrize("asked, written", [(None, True), (False, False)])
+async def test_a_new_node_writes_where_its_bulk_crypto_runs(tmp_path, asked, written):
+    await init_root(tmp_path / "gd", NewNode(node_id="gd", name="广东省", port=0,
+                                            discovery=False, crypto_threads=asked))
+    text = (tmp_path / "gd" / "node.toml").read_text(encoding="utf-8")
+    assert f"crypto_threads = {'true' if written else 'false'}" in text  # for people to read
+    assert load_config(tmp_path / "gd").delivery["crypto_threads"] is written

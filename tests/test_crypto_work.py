@@ -1,14 +1,14 @@
 """Where bulk crypto runs (node.crypto_work): on the loop for a few frames; from
-OFF_LOOP_FRAMES on, in a worker thread or in slices on the loop, results in order."""
+OFF_LOOP_FRAMES of weight on, in a worker thread or in slices on the loop, results in
+order."""
 
 import asyncio
 import threading
 
 import pytest
 
-from node.crypto_work import OFF_LOOP_FRAMES, SLICE_FRAMES, map_crypto
-
-pytestmark = pytest.mark.asyncio
+from node.crypto_work import (OFF_LOOP_FRAMES, SLICE_FRAMES, WEIGHT_BYTES, frame_weight,
+                               map_crypto)
 
 
 class Recorder:
@@ -31,11 +31,16 @@ class Recorder:
             self.turns += 1
 
 
-async def run_with_ticker(recorder: Recorder, items, **options) -> list[int]:
+def one(item) -> int:
+    return 1
+
+
+async def run_with_ticker(recorder: Recorder, items, *, in_threads: bool,
+                          weight=one) -> list[int]:
     ticker = asyncio.create_task(recorder.tick())
     await asyncio.sleep(0)  # the ticker starts before the work
     try:
-        return await map_crypto(recorder.work, items, **options)
+        return await map_crypto(recorder.work, items, in_threads=in_threads, weight=weight)
     finally:
         ticker.cancel()
 
@@ -70,15 +75,22 @@ async def test_many_frames_on_the_loop_let_other_tasks_run_between_slices():
     assert firsts == sorted(firsts) and len(set(firsts)) == len(slices)
 
 
-async def test_slices_and_the_threshold_count_frames_not_items():
+async def test_slices_and_the_threshold_count_weight_not_items():
     recorder = Recorder()
-    heavy = [SLICE_FRAMES // 2] * 6  # each item seals half a slice's frames
-    await run_with_ticker(recorder, heavy, in_threads=False, frames=lambda item: item)
+    heavy = [SLICE_FRAMES // 2] * 6  # each item weighs half a slice
+    await run_with_ticker(recorder, heavy, in_threads=False, weight=lambda item: item)
     assert len(set(recorder.turns_seen)) == 3  # two items a slice
     one_big = Recorder()
     await run_with_ticker(one_big, [OFF_LOOP_FRAMES], in_threads=True,
-                          frames=lambda item: item)
-    assert threading.get_ident() not in one_big.threads  # one item, many frames: off the loop
+                          weight=lambda item: item)
+    assert threading.get_ident() not in one_big.threads  # one heavy item: off the loop
+
+
+def test_a_frame_weighs_one_and_one_more_per_64_kib():
+    assert [frame_weight(size) for size in (0, 4400, WEIGHT_BYTES - 1, WEIGHT_BYTES)] == \
+        [1, 1, 1, 2]
+    assert frame_weight(8 * 1024 * 1024 + 200) == 129  # an 8 MiB attachment: its own slice
+    assert frame_weight(8 * 1024 * 1024) > SLICE_FRAMES
 
 
 @pytest.mark.parametrize("in_threads", [True, False], ids=["threads", "loop"])
@@ -89,4 +101,5 @@ async def test_an_error_in_the_work_reaches_the_caller(in_threads):
         return item
 
     with pytest.raises(ValueError, match="item 16 is bad"):
-        await map_crypto(work, list(range(2 * OFF_LOOP_FRAMES)), in_threads=in_threads)
+        await map_crypto(work, list(range(2 * OFF_LOOP_FRAMES)), in_threads=in_threads,
+                         weight=one)

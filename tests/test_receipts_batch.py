@@ -121,10 +121,13 @@ async def test_a_refused_frame_leaves_the_rest_of_the_batch_applied(federation, 
 
 async def test_many_documents_sealed_in_bulk_each_arrive_once(federation, crypto_threads):
     root, chaozhou, shantou = (federation.nodes[n] for n in (ROOT, CHAOZHOU, SHANTOU))
-    series = "线程" if crypto_threads else "事件循环"  # each run's own titles
+    series = "线程" if crypto_threads.in_threads else "事件循环"  # each run's own titles
     drafts = [draft(ROOT, [CHAOZHOU], cc_recipients=(SHANTOU,), title=f"{series}第{n}号通知")
               for n in range(OFF_LOOP_FRAMES)]  # twice the threshold in frames
+    handed_before = crypto_threads.handed_to_threads
     sent = await send_documents(root.context, drafts)
+    sealed_in_a_thread = crypto_threads.handed_to_threads > handed_before
+    assert sealed_in_a_thread == crypto_threads.in_threads
     deliveries = [message_id for document in sent for _, message_id in document.deliveries]
     assert len(deliveries) == 2 * OFF_LOOP_FRAMES
 

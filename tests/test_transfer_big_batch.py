@@ -1,5 +1,5 @@
-"""A transfer big enough to be verified and opened in a worker thread answers every
-frame as a small one does: the good ones accepted and stored, each bad one refused or
+"""A transfer big enough for bulk crypto (verified and opened in a worker thread, or on
+the event loop in slices: node.crypto_work) answers every frame as a small one does: the good ones accepted and stored, each bad one refused or
 kept back with its own code, and nothing of the bad ones stored; and each frame of a
 batch is stored with its own document, even when another frame claims its id. Real
 nodes, real HTTP, frames crafted with the nodes' own keys (and a stranger's)."""
@@ -15,7 +15,7 @@ from federation import Federation
 from transfer_helpers import (CHAOZHOU, RAOPING, ROOT, SHANTOU, document_frame, draft, frame,
                               quiet, read_rows, root_and_two_cities, transfer)
 from node.clock import now_ms
-from node.crypto_work import OFF_LOOP_FRAMES
+from node.crypto_work import OFF_LOOP_FRAMES, SLICE_FRAMES
 from node.inbound import NEWER_KEY_GRACE_MS
 from protocol import frames, sealing
 from protocol.documents import encode_content
@@ -84,9 +84,16 @@ def same_id_document(sender, recipient, message_id: bytes, title: str) -> bytes:
     return frames.encode_frame(made, sender.keys)
 
 
-@pytest.mark.parametrize("size", [2, OFF_LOOP_FRAMES], ids=["small", "off-loop"])
-async def test_two_frames_claiming_one_id_each_keep_their_own_document(federation, http, size,
-                                                                      crypto_threads):
+async def test_two_frames_claiming_one_id_each_keep_their_own_document(federation, http):
+    await two_frames_claiming_one_id(federation, http, size=2)
+
+
+async def test_the_same_in_a_batch_big_enough_for_bulk_crypto(federation, http, crypto_threads):
+    await two_frames_claiming_one_id(federation, http,
+                                     size=OFF_LOOP_FRAMES + SLICE_FRAMES + 1)  # two slices
+
+
+async def two_frames_claiming_one_id(federation, http, size: int) -> None:
     # Ids are the sender's to choose: another member may reuse one, in the same batch.
     root, chaozhou, shantou = (federation.nodes[i] for i in (ROOT, CHAOZHOU, SHANTOU))
     shared = frames.new_message_id()

@@ -26,9 +26,10 @@ Theory of operation. One run measures, on this machine and in this order:
    in chunks (one transaction each) as fast as the node takes them; the clock runs
    from the first send to the commit, at the sender, of the last ``delivered``
    receipt. A small warm-up batch goes first (connections, caches) and is not
-   counted; the drafts are composed before the clock starts. Both nodes run with
-   ``[delivery] crypto_threads = false``, the setting for nodes that share a
-   machine's cores (``node.crypto_work``); the JSON says so.
+   counted; the drafts are composed before the clock starts. Every node of the run
+   (these two and the seven below) has ``[delivery] crypto_threads = false``, the
+   setting for nodes that share a machine's cores (``node.crypto_work``), unless
+   ``--crypto-threads`` asks for the default; the JSON says which.
 
 3. **Latency**: the seven-node federation of the simulator (gd, two cities, four
    counties) in this process, built once the disk has written back what the
@@ -84,9 +85,9 @@ from node.sending import send_documents, send_document
 SEND_CHUNK = 128  # documents per send_documents transaction in the throughput run
 SUBMITTERS = 2  # chunks submitted at once: one is sealed while the other commits
 WARMUP_DOCS = 64
-# The bench's nodes share this machine's two cores, so they do their bulk crypto on
-# their event loops, in slices, rather than in worker threads whose GIL hand-offs
-# would cost CPU that the other node needs ([delivery] crypto_threads, README).
+# The bench's nodes share this machine's two cores, so by default they do their bulk
+# crypto on their event loops, in slices, rather than in worker threads whose GIL
+# hand-offs would cost CPU that the other node needs ([delivery] crypto_threads).
 CRYPTO_THREADS = False
 TARGET_DOCS_PER_S = 2000.0
 TARGET_RATIO_TO_CRYPTO = 0.4
@@ -107,12 +108,13 @@ class BenchError(Exception):
 # --- entry point ----------------------------------------------------------------------
 
 def run_delivery_bench(*, docs: int = 6000, samples: int = 50, limit_rounds: int = 2,
+                       crypto_threads: bool = CRYPTO_THREADS,
                        progress: Callable[[str], None] = lambda text: None) -> dict[str, object]:
     return asyncio.run(_run(docs=docs, samples=samples, limit_rounds=limit_rounds,
-                            progress=progress))
+                            crypto_threads=crypto_threads, progress=progress))
 
 
-async def _run(*, docs: int, samples: int, limit_rounds: int,
+async def _run(*, docs: int, samples: int, limit_rounds: int, crypto_threads: bool,
                progress: Callable[[str], None]) -> dict[str, object]:
     started = time.perf_counter()
     body = _body_text()
@@ -121,7 +123,7 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
         limits: dict[str, list[float]] = {"crypto": [], "sqlite": [], "post": []}
         async with PostServer() as post_server:
             progress("starting two nodes (the receiver in its own process)…")
-            async with _NodePair(temp_dir / "pair") as pair:
+            async with _NodePair(temp_dir / "pair", crypto_threads) as pair:
                 progress("measuring the limits (raw PyNaCl, SQLite, aiohttp)…")
                 await _measure_limits(limits, temp_dir, post_server, limit_rounds)
                 progress(f"sending {docs} documents end to end…")
@@ -132,7 +134,8 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
         # At rest means the disk too: the throughput run left some hundred megabytes
         # for the kernel to write back, which would otherwise slow every fsync below.
         await asyncio.to_thread(os.sync)
-        latencies = await _county_latency(temp_dir / "federation", samples, body)
+        latencies = await _county_latency(temp_dir / "federation", samples, body,
+                                          crypto_threads)
     crypto, sqlite_rows, post = (statistics.median(limits[key])
                                  for key in ("crypto", "sqlite", "post"))
     p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
@@ -152,7 +155,7 @@ async def _run(*, docs: int, samples: int, limit_rounds: int,
                        "samples": len(latencies), "from": COUNTY_FROM, "to": COUNTY_TO,
                        "hops": 4, "relays": 3},
         "limit_rounds": 2 * limit_rounds,
-        "crypto_threads": CRYPTO_THREADS,
+        "crypto_threads": crypto_threads,
         "targets": {"docs_per_s": TARGET_DOCS_PER_S, "ratio_to_crypto": TARGET_RATIO_TO_CRYPTO,
                     "latency_p50_ms": TARGET_P50_MS},
         "elapsed_s": round(time.perf_counter() - started, 1),
@@ -209,19 +212,22 @@ async def _measure_limits(limits: dict[str, list[float]], temp_dir: Path,
 class _NodePair:
     """The root in this process (sender), its enrolled child in a subprocess (receiver)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, crypto_threads: bool = CRYPTO_THREADS) -> None:
         self.path = path
+        self.crypto_threads = crypto_threads
 
     async def __aenter__(self) -> "_NodePair":
         root_dir, child_dir = self.path / SENDER, self.path / RECEIVER
-        await operations.init_root(root_dir, _new_node(SENDER, FEDERATION[0][1]))
+        await operations.init_root(root_dir, _new_node(SENDER, FEDERATION[0][1],
+                                                       self.crypto_threads))
         self.sender = Node(root_dir, discovery=False)
         await self.sender.start()
         _gossip_every(self.sender, FAST_GOSSIP_MS)
         self.process: subprocess.Popen | None = None
         try:
             await operations.init_child(child_dir, replace(
-                _new_node(RECEIVER, FEDERATION[1][1]), parent_url=self.sender.urls[0],
+                _new_node(RECEIVER, FEDERATION[1][1], self.crypto_threads),
+                parent_url=self.sender.urls[0],
                 trust_anchor=self.sender.keys.fingerprint))
             await operations.approve_request(root_dir, RECEIVER)
             self.log_path = self.path / "receiver.log"
@@ -350,17 +356,18 @@ class _Arrivals:
 
 # --- county-to-county latency -------------------------------------------------------------
 
-async def _county_latency(path: Path, samples: int, body: str) -> list[float]:
+async def _county_latency(path: Path, samples: int, body: str,
+                          crypto_threads: bool) -> list[float]:
     nodes: dict[str, Node] = {}
     try:
         for node_id, name in FEDERATION:
             data_dir = path / node_id
             if "." not in node_id:
-                await operations.init_root(data_dir, _new_node(node_id, name))
+                await operations.init_root(data_dir, _new_node(node_id, name, crypto_threads))
             else:
                 parent = nodes[node_id.rsplit(".", 1)[0]]
                 await operations.init_child(data_dir, replace(
-                    _new_node(node_id, name), parent_url=parent.urls[0],
+                    _new_node(node_id, name, crypto_threads), parent_url=parent.urls[0],
                     trust_anchor=nodes["gd"].keys.fingerprint))
                 await operations.approve_request(parent.data.path, node_id)
             node = nodes[node_id] = Node(data_dir, discovery=False)
@@ -399,11 +406,11 @@ def _converged(nodes: dict[str, Node]) -> bool:
 
 # --- helpers ------------------------------------------------------------------------------
 
-def _new_node(node_id: str, name: str) -> NewNode:
+def _new_node(node_id: str, name: str, crypto_threads: bool) -> NewNode:
     """Default settings but for the status beacon (once, at start: no background writes)
-    and ``crypto_threads``: these nodes share this machine's cores (``CRYPTO_THREADS``)."""
+    and ``crypto_threads`` (the bench's nodes share this machine's cores)."""
     return NewNode(node_id=node_id, name=name, host="127.0.0.1", port=0, discovery=False,
-                   status_interval_ms=QUIET_STATUS_MS, crypto_threads=CRYPTO_THREADS)
+                   status_interval_ms=QUIET_STATUS_MS, crypto_threads=crypto_threads)
 
 
 def _gossip_every(node: Node, interval_ms: int) -> None:
