@@ -52,7 +52,22 @@ _MSGPACK_FAILURES = (
 
 def pack(value: Any) -> bytes:
     """Encode with the options every govnode encoder uses (bin type, no floats)."""
-    return msgpack.packb(value, use_bin_type=True)
+    # A Packer allocates a 256 KiB buffer when made, which is half of what packing a
+    # frame costs: packers are reused, one per caller at a time (list.pop and append
+    # are atomic, so callers in several threads each get their own). A packer whose
+    # buffer grew for a big value is let go rather than kept with its megabytes.
+    try:
+        packer = _IDLE_PACKERS.pop()
+    except IndexError:
+        packer = msgpack.Packer(use_bin_type=True)
+    packed = packer.pack(value)
+    if len(packed) <= _PACKER_BUFFER_BYTES:
+        _IDLE_PACKERS.append(packer)
+    return packed
+
+
+_IDLE_PACKERS: list[msgpack.Packer] = []
+_PACKER_BUFFER_BYTES = 256 * 1024  # what msgpack allocates for a new Packer
 
 
 def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "message") -> Any:
