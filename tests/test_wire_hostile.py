@@ -202,12 +202,33 @@ NESTED_LONG_ARRAYS = {
 }
 
 
+@pytest.mark.parametrize("walk_first", [False, True], ids=["count-first", "walk-first"])
 @pytest.mark.parametrize("data", list(NESTED_LONG_ARRAYS.values()), ids=list(NESTED_LONG_ARRAYS))
-def test_unclosed_nested_long_arrays_are_refused_before_allocating(data):
+def test_unclosed_nested_long_arrays_are_refused_before_allocating(data, walk_first):
+    limits = Limits(walk_first=walk_first)
     with pytest.raises(Malformed, match="nested deeper than 8"):
-        unpack(data)
-    peak = peak_allocation(unpack, data)
+        unpack(data, limits)
+    peak = peak_allocation(unpack, data, limits)
     assert peak < len(data) + MiB, f"peak {peak} bytes"
+
+
+def test_walk_first_limits_walk_instead_of_counting_and_decode_the_same(monkeypatch):
+    """A transfer's few big frames: one walk of the headers, then one decode with the
+    real limit, and the same value as the counting path gives."""
+    frames = [bytes([n]) * 4000 + b"\xdc\xdd" * 200 for n in range(40)]  # header-like bytes
+    data = wire.pack({"from": "gd", "frames": frames})
+    counting, walking = Limits(max_depth=2), Limits(max_depth=2, walk_first=True)
+    assert unpack(data, walking) == unpack(data, counting) == {"from": "gd",
+                                                                "frames": tuple(frames)}
+    seen, walked = [], []
+    real_unpackb, real_walk = wire.msgpack.unpackb, wire._refuse_deep_nesting
+    monkeypatch.setattr(wire.msgpack, "unpackb",
+                        lambda data, **kwargs: seen.append(kwargs["max_array_len"]) or
+                        real_unpackb(data, **kwargs))
+    monkeypatch.setattr(wire, "_refuse_deep_nesting",
+                        lambda *args: walked.append(1) or real_walk(*args))
+    unpack(data, walking)
+    assert seen == [15, walking.max_array_len] and walked == [1]
 
 
 def test_msgpack_never_sees_the_long_array_limit_before_the_nesting_check(monkeypatch):
