@@ -40,7 +40,8 @@ MAX_GOSSIP_BYTES = 16 * 1024 * 1024
 MAX_TRANSFER_BYTES = 20 * 1024 * 1024
 TRANSFER_LIMITS = Limits(max_bytes=MAX_TRANSFER_BYTES, max_str_len=255,
                          max_bin_len=16 * 1024 * 1024, max_array_len=4096, max_map_len=4,
-                         max_depth=2, walk_first=True)
+                         max_depth=2, walk_first=True,
+                         max_items=4096 + 16)  # the frames, and the map around them
 REPLAY_WINDOW_MS = 10 * 60 * 1000
 MAX_CLOCK_SKEW_MS = 2 * 60 * 1000
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from protocol.errors import Malformed
-from protocol.wire import Fields
+from protocol.wire import MAX_INT, Fields
 
 MESSAGE_ID_BYTES = 16
 MAX_TEXT = 4096  # names, reasons, instruction texts carried in clear
@@ -110,7 +110,7 @@ class ReceiptsBody:
         items = []
         for index, value in enumerate(values):
             item = _plain_receipt(value)
-            if item is None:  # something to refuse: Fields words it
+            if item is None:  # not plain: Fields reads it, or words its refusal
                 item_fields = Fields(value, f"receipts body: item {index}")
                 item = ReceiptBody.from_wire(item_fields)
                 item_fields.done()
@@ -119,7 +119,6 @@ class ReceiptsBody:
 
 
 _RECEIPT_KEYS = frozenset({"doc", "seq", "step", "actor", "at", "detail"})
-_MAX_INT = 2**63 - 1  # Fields.int's default ceiling
 
 
 def _plain_receipt(value: Any) -> ReceiptBody | None:
@@ -132,10 +131,10 @@ def _plain_receipt(value: Any) -> ReceiptBody | None:
     doc, seq, step = value["doc"], value["seq"], value["step"]
     actor, at, detail = value["actor"], value["at"], value["detail"]
     if (type(doc) is bytes and len(doc) == MESSAGE_ID_BYTES
-            and type(seq) is int and 1 <= seq <= _MAX_INT
+            and type(seq) is int and 1 <= seq <= MAX_INT
             and type(step) is str and len(step) <= 32 and step.strip()
             and type(actor) is str and len(actor) <= MAX_TEXT
-            and type(at) is int and 0 <= at <= _MAX_INT
+            and type(at) is int and 0 <= at <= MAX_INT
             and type(detail) is str and len(detail) <= MAX_TEXT):
         return ReceiptBody(document_id=doc, seq=seq, step=step, actor=actor, at=at,
                            detail=detail)

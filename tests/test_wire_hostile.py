@@ -212,6 +212,31 @@ def test_unclosed_nested_long_arrays_are_refused_before_allocating(data, walk_fi
     assert peak < len(data) + MiB, f"peak {peak} bytes"
 
 
+def test_the_walk_stops_at_max_items_before_msgpack_decodes_anything(monkeypatch):
+    """Millions of tiny items within the depth and array caps (an array of 4096 arrays of
+    4096 nils is 16 MiB) would cost seconds to walk and decode: the budget stops it."""
+    limits = Limits(max_depth=2, walk_first=True, max_items=100)
+    many = wire.pack([[None] * 50] * 50)  # 2,551 items
+    decoded = []
+    real_unpackb = wire.msgpack.unpackb
+    monkeypatch.setattr(wire.msgpack, "unpackb",
+                        lambda data, **kwargs: decoded.append(kwargs["max_array_len"]) or
+                        real_unpackb(data, **kwargs))
+    with pytest.raises(TooLarge, match="more than 100 items"):
+        unpack(many, limits)
+    assert decoded == [15]  # only the first, fixarray-sized attempt (refused at once)
+    assert unpack(wire.pack([[None] * 9] * 9), limits) == ((None,) * 9,) * 9  # 91 items
+
+
+def test_a_transfer_of_the_most_frames_fits_the_transfer_limits():
+    from node.http_api import TRANSFER_LIMITS
+    frames = [bytes([n % 256]) * 40 for n in range(TRANSFER_LIMITS.max_array_len)]
+    body = {"from": "gd.chaozhou.raoping", "frames": frames}
+    assert unpack(wire.pack(body), TRANSFER_LIMITS)["frames"] == tuple(frames)
+    with pytest.raises(Malformed, match="exceeds max_array_len"):
+        unpack(wire.pack({**body, "frames": frames + [b"x"]}), TRANSFER_LIMITS)
+
+
 def test_walk_first_limits_walk_instead_of_counting_and_decode_the_same(monkeypatch):
     """A transfer's few big frames: one walk of the headers, then one decode with the
     real limit, and the same value as the counting path gives."""

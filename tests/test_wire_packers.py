@@ -1,5 +1,6 @@
 """``wire.pack`` reuses msgpack packers: the bytes are msgpack's own, whatever came before
-(a failure, a big value) and whichever threads pack at once."""
+(a failure, a big value) and whichever threads pack at once; a packer that failed or
+grew is not kept."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ VALUES = [{"v": 1, "b": {"s": bytes(range(256)) * 17}}, ["报告", 2 ** 40, None
 def test_packing_is_msgpack_packing_before_and_after_a_failure():
     for value in VALUES:
         assert wire.pack(value) == msgpack.packb(value, use_bin_type=True)
+    idle_before = len(wire._IDLE_PACKERS)
     with pytest.raises(TypeError):
         wire.pack({"half": "written", "then": object()})
-    for value in VALUES:  # nothing of the failed value is left in a reused packer
+    assert len(wire._IDLE_PACKERS) == idle_before - 1  # the packer that failed is let go
+    for value in VALUES:
         assert wire.pack(value) == msgpack.packb(value, use_bin_type=True)
 
 
