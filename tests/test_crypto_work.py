@@ -18,17 +18,25 @@ class Recorder:
         self.threads: set[int] = set()
         self.turns_seen: list[int] = []
         self.turns = 0
+        self._next_tick: asyncio.Handle | None = None
 
     def work(self, item: int) -> int:
         self.threads.add(threading.get_ident())
         self.turns_seen.append(self.turns)
         return item * item
 
-    async def tick(self) -> None:
-        """Another task of the loop, counting its turns until cancelled."""
-        while True:
-            await asyncio.sleep(0)
+    def start_counting_turns(self) -> None:
+        """A callback the loop runs once a turn, scheduling itself again each time."""
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
             self.turns += 1
+            self._next_tick = loop.call_soon(tick)
+
+        self._next_tick = loop.call_soon(tick)
+
+    def stop_counting_turns(self) -> None:
+        self._next_tick.cancel()
 
 
 def one(item) -> int:
@@ -37,12 +45,11 @@ def one(item) -> int:
 
 async def run_with_ticker(recorder: Recorder, items, *, in_threads: bool,
                           weight=one) -> list[int]:
-    ticker = asyncio.create_task(recorder.tick())
-    await asyncio.sleep(0)  # the ticker starts before the work
+    recorder.start_counting_turns()
     try:
         return await map_crypto(recorder.work, items, in_threads=in_threads, weight=weight)
     finally:
-        ticker.cancel()
+        recorder.stop_counting_turns()
 
 
 @pytest.mark.parametrize("in_threads", [True, False], ids=["threads", "loop"])
