@@ -37,10 +37,10 @@ class Limits:
     max_array_len: int = 4096
     max_map_len: int = 64
     max_depth: int = 8
-    # For inputs of a few big items (a transfer's frames): check the nesting by walking
-    # the headers, a Python step (about 0.35 us) per item, rather than by counting
-    # array-header bytes first (about 1 ms a megabyte, most of it spent inside binary
-    # payloads); for many small items counting is the cheaper. See ``unpack``.
+    # For inputs of a few big items (a transfer's frames): walk the headers before any
+    # decoding, a Python step (about 0.35 us) per item, rather than try fixarrays first
+    # and then count array-header bytes (about 1 ms a megabyte, most of it spent inside
+    # binary payloads); for many small items that is the cheaper. See ``unpack``.
     walk_first: bool = False
     # Items (values at any depth) the header walk lets through before refusing the
     # input: what bounds the walk, and then msgpack's work, on a hostile input of
@@ -95,7 +95,15 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "message
     # allows fixarrays only (<= 15 slots a level); an input that needs longer arrays (or
     # is refused anyway) is decoded again with the real limit, once its nesting has
     # been checked. Typical frames hold no arrays and pay nothing for this. Limits with
-    # ``walk_first`` check the nesting by walking the headers straight away.
+    # ``walk_first`` walk the headers before msgpack builds anything (their item budget
+    # then bounds its work too: fixarrays nested six deep hold eleven million items in
+    # 12 MB), and decode once.
+    if limits.walk_first:
+        data = bytes(data) if isinstance(data, memoryview) else data
+        _refuse_deep_nesting(data, limits, what)
+        value = _decode(data, limits, limits.max_array_len, what)
+        _check_depth(value, limits.max_depth, what)  # and its check of map keys
+        return value
     short_arrays = limits.max_array_len
     if short_arrays > _FIXARRAY_MAX:  # (not min(): this is the hot path)
         short_arrays = _FIXARRAY_MAX
@@ -107,10 +115,6 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "message
         value = _RETRY
     if value is _RETRY:
         data = bytes(data) if isinstance(data, memoryview) else data
-    if value is _RETRY and limits.walk_first:
-        _refuse_deep_nesting(data, limits, what)
-        value = _decode(data, limits, limits.max_array_len, what)
-    if value is _RETRY:
         long_arrays = data.count(b"\xdc") + data.count(b"\xdd")  # array16/32 headers, or not
         # A middle cap first: a batch of a few hundred items (receipts, acknowledged
         # ids) then decodes within the budget without the walk below, which costs a

@@ -202,8 +202,31 @@ def test_the_walk_stops_at_max_items_before_msgpack_decodes_anything(monkeypatch
                         real_unpackb(data, **kwargs))
     with pytest.raises(TooLarge, match="more than 100 items"):
         unpack(many, limits)
-    assert decoded == [15]  # only the first, fixarray-sized attempt (refused at once)
+    assert decoded == []  # refused before msgpack built anything
     assert unpack(wire.pack([[None] * 9] * 9), limits) == ((None,) * 9,) * 9  # 91 items
+
+
+def nested_fixarrays(levels: int) -> bytes:
+    """15 nils in fixarrays nested ``levels`` deep: 15 ** levels items."""
+    return b"\xc0" if not levels else b"\x9f" + nested_fixarrays(levels - 1) * 15
+
+
+@pytest.mark.parametrize("limits, refusal", [
+    (Limits(max_depth=8, walk_first=True, max_items=1000), "more than 1000 items"),
+    (Limits(max_depth=2, walk_first=True), "nested deeper than 2"),
+], ids=["items", "depth"])
+def test_walk_first_refuses_nested_fixarrays_before_msgpack_builds_them(monkeypatch, limits,
+                                                                        refusal):
+    """Fixarrays nested within msgpack's 1024 levels fit its first, fixarray-only attempt:
+    with walk_first the walk refuses them before any of their items is built."""
+    data = nested_fixarrays(4)  # 50,625 nils in 54 kB
+    decoded = []
+    real_unpackb = wire.msgpack.unpackb
+    monkeypatch.setattr(wire.msgpack, "unpackb",
+                        lambda data, **kwargs: decoded.append(1) or real_unpackb(data, **kwargs))
+    with pytest.raises((TooLarge, Malformed), match=refusal):
+        unpack(data, limits)
+    assert decoded == []
 
 
 def test_a_transfer_of_the_most_frames_fits_the_transfer_limits():
@@ -217,7 +240,8 @@ def test_a_transfer_of_the_most_frames_fits_the_transfer_limits():
 
 def test_walk_first_limits_walk_instead_of_counting_and_decode_the_same(monkeypatch):
     """A transfer's few big frames: one walk of the headers, then one decode with the
-    real limit, and the same value as the counting path gives."""
+    real limit (no fixarray attempt, no counting), and the same value as the other
+    path gives."""
     frames = [bytes([n]) * 4000 + b"\xdc\xdd" * 200 for n in range(40)]  # header-like bytes
     data = wire.pack({"from": "gd", "frames": frames})
     counting, walking = Limits(max_depth=2), Limits(max_depth=2, walk_first=True)
@@ -231,4 +255,4 @@ def test_walk_first_limits_walk_instead_of_counting_and_decode_the_same(monkeypa
     monkeypatch.setattr(wire, "_refuse_deep_nesting",
                         lambda *args: walked.append(1) or real_walk(*args))
     unpack(data, walking)
-    assert seen == [15, walking.max_array_len] and walked == [1]
+    assert seen == [walking.max_array_len] and walked == [1]
