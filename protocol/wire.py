@@ -46,6 +46,11 @@ class Limits:
     # input: what bounds the walk, and then msgpack's work, on a hostile input of
     # millions of tiny items. None: no bound (the walk is then linear in the input).
     max_items: int | None = None
+    # Arrays and maps msgpack may build before the input is refused. Fixarrays nested
+    # a few levels deep hold millions of items in a few megabytes and pass the first,
+    # fixarray-only attempt; this bounds that work (15 items a container at most) on
+    # every path. The most any message holds: a gossip frame, 3 * 4,096 tuples.
+    max_containers: int = 16_384
 
 
 DEFAULT_LIMITS = Limits()
@@ -147,6 +152,15 @@ _RETRY = object()
 
 
 def _decode(data: bytes, limits: Limits, max_array_len: int, what: str) -> Any:
+    containers_left = limits.max_containers
+
+    def counted(container: Any) -> Any:  # msgpack calls it for each array and map built
+        nonlocal containers_left
+        containers_left -= 1
+        if containers_left < 0:
+            raise Malformed(f"{what}: more than {limits.max_containers} arrays and maps")
+        return container
+
     try:
         return msgpack.unpackb(
             data,
@@ -159,6 +173,8 @@ def _decode(data: bytes, limits: Limits, max_array_len: int, what: str) -> Any:
             max_map_len=limits.max_map_len,
             max_ext_len=0,
             ext_hook=_refuse_ext,
+            list_hook=counted,
+            object_hook=counted,
         )
     except Malformed:
         raise

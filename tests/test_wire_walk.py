@@ -256,3 +256,30 @@ def test_walk_first_limits_walk_instead_of_counting_and_decode_the_same(monkeypa
                         lambda *args: walked.append(1) or real_walk(*args))
     unpack(data, walking)
     assert seen == [walking.max_array_len] and walked == [1]
+
+
+# --- the container budget ----------------------------------------------------------
+
+
+def test_fixarrays_nested_six_deep_are_refused_by_the_container_budget():
+    """11 million nils in 12 MB pass the fixarray-only first attempt: the budget on arrays
+    and maps stops msgpack after 16,384 of them instead of building them all."""
+    with pytest.raises(Malformed, match="more than 16384 arrays and maps"):
+        unpack(nested_fixarrays(6))
+
+
+def test_the_container_budget_is_exact_and_counts_maps_too():
+    limit = DEFAULT_LIMITS.max_containers
+    assert len(unpack(pack([[1]] * (limit - 1)), Limits(max_array_len=limit))) == limit - 1
+    with pytest.raises(Malformed, match="arrays and maps"):
+        unpack(pack([[1]] * limit), Limits(max_array_len=limit))
+    with pytest.raises(Malformed, match="arrays and maps"):
+        unpack(pack([{"k": 1}] * limit), Limits(max_array_len=limit))
+    assert unpack(pack([{"k": 1}] * 3), Limits(max_containers=4)) == ({"k": 1},) * 3
+
+
+def test_the_largest_gossip_body_fits_the_default_budget():
+    entries = [["certificate", f"gd.n{n}", n, b"\x00" * 16] for n in range(4096)]
+    body = {"root": b"\x00" * 16, "records": [], "want": [["status", "gd", 1]] * 4096,
+            "refused": [["gd.x", "bad_signature", "x"]] * 4096, "entries": entries}
+    assert len(unpack(pack({"b": body}))["b"]["entries"]) == 4096
