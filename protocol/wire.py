@@ -6,8 +6,10 @@ hands msgpack hard caps on string, binary, array and map lengths (msgpack checks
 declared length against its cap before allocating anything for it), refuses ext
 types and non-string map keys, and then checks the nesting depth (msgpack's own
 stack stops hostile nesting at 1024 levels before that). Nesting is also refused
-*before* msgpack may preallocate long arrays: see ``_refuse_deep_nesting``. Floats
-decode but no field accepts one. Any
+*before* msgpack may preallocate long arrays: see ``_refuse_deep_nesting``, which some
+limits run first of all (``walk_first``, with a budget of items). However it goes,
+msgpack builds at most ``max_containers`` arrays and maps. Floats decode but no field
+accepts one. Any
 failure, of whatever kind inside msgpack, comes out as ``Malformed`` or ``TooLarge``:
 callers never see a ``ValueError`` or ``UnicodeDecodeError``.
 
