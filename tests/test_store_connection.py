@@ -11,7 +11,7 @@ import pytest
 
 from federation import wait_until
 from node.store import connection as connection_module
-from node.store.db import open_database, transaction
+from node.store.db import SPILL_PAGES, open_database, transaction
 
 pytestmark = pytest.mark.asyncio
 
@@ -96,6 +96,33 @@ async def test_commits_never_checkpoint_and_checkpoint_copies_the_wal_off_the_lo
     await database.checkpoint()
     assert file.stat().st_size > 5 * 1024 * 1024
     assert len(await database.execute_fetchall("SELECT k FROM t")) == 1500
+
+
+def _wal_bytes(tmp_path) -> int:
+    wal = tmp_path / "node.db-wal"
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def test_a_transaction_writes_the_wal_when_it_commits_not_before(database, tmp_path):
+    """Megabytes of dirty pages stay in memory until the commit, which writes them on
+    the commit thread: SQLite's default would spill what passes its 2 MB page cache
+    to the WAL mid-transaction, on the loop's thread."""
+    before = _wal_bytes(tmp_path)
+    async with transaction(database):
+        await database.executemany("INSERT INTO t VALUES (?, ?)",
+                                   [(k, "x" * 4000) for k in range(1500)])  # ~6 MiB
+        assert _wal_bytes(tmp_path) == before
+    assert _wal_bytes(tmp_path) > before + 5 * 1024 * 1024
+
+
+async def test_a_transaction_past_the_spill_threshold_still_spills(database, tmp_path):
+    """Memory stays bounded: beyond ``SPILL_PAGES`` dirty pages SQLite spills again."""
+    before = _wal_bytes(tmp_path)
+    async with transaction(database):
+        await database.executemany("INSERT INTO t VALUES (?, ?)",
+                                   [(k, "x" * 4000) for k in range(SPILL_PAGES + 500)])
+        assert _wal_bytes(tmp_path) > before + 1024 * 1024
+    assert len(await database.execute_fetchall("SELECT k FROM t")) == SPILL_PAGES + 500
 
 
 async def test_a_restart_checkpoint_lets_the_next_commit_rewind_the_wal(database, tmp_path):

@@ -10,6 +10,14 @@ before each one commits.
 ``synchronous=FULL``: a commit is on disk before it returns, which is what lets the
 node acknowledge anything it has stored.
 
+Dirty pages stay in memory until the commit (``cache_spill``, up to
+``SPILL_PAGES``): a transaction of a few hundred documents and frames holds several
+megabytes, more than the page cache's 2 MB, and SQLite would otherwise write the
+excess to the WAL mid-transaction on the statement's thread, which is the event
+loop's (``node/store/connection.py``), where a write under disk pressure may wait for
+writeback. Held back, those pages go to the WAL in the commit, on the commit thread.
+A bigger transaction still spills beyond ``SPILL_PAGES``, so memory stays bounded.
+
 ``secure_delete``: by default ``FAST``: deleted content is overwritten where that
 costs no extra write (the b-tree pages a delete rewrites anyway), but a page the
 delete frees keeps its old bytes in the database file until it is used again. What
@@ -38,6 +46,9 @@ from node.store.connection import Database
 
 DATABASE_FILE = "node.db"
 WAL_KEPT_BYTES = 16 * 1024 * 1024
+# About 16 MB of 4 KiB pages (a 4 MiB transfer stores about twice that). Not a multiple
+# of 256: SQLite also reads the number as on/off by its low byte, and 4096 means off.
+SPILL_PAGES = 4000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -64,6 +75,7 @@ async def open_database(path: Path, *, secure_delete: bool = False) -> Database:
     await connection.execute("PRAGMA wal_autocheckpoint=0")
     await connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")  # cut when rewound
     await connection.execute("PRAGMA foreign_keys=ON")
+    await connection.execute(f"PRAGMA cache_spill={SPILL_PAGES}")
     try:
         await _migrate(connection)
     except BaseException:
