@@ -167,9 +167,14 @@ def _node_ids(value: object, field: str) -> tuple[str, ...]:
     return value if type(value) is tuple and all(map(is_, ids, value)) else ids
 
 
-def validate_document(doc: Document) -> Document:
-    """Every rule a document obeys; the normalised document, or ``InvalidDocument``."""
-    if type(doc) is Document and _already_normal(doc):
+def validate_document(doc: Document, *, utf8_decoded: bool = False) -> Document:
+    """Every rule a document obeys; the normalised document, or ``InvalidDocument``.
+
+    ``utf8_decoded``: the caller vouches that every string in ``doc`` was decoded from
+    UTF-8 (a received document's content, which msgpack decodes strictly), so none can
+    hold a lone surrogate and the fast path need not encode the text again to find one:
+    for a 4 KiB body that is a quarter of what validating a received document costs."""
+    if type(doc) is Document and _already_normal(doc, utf8_decoded):
         validate_attachment_limit(doc, MAX_ATTACHMENTS_BYTES)
         return doc  # the common case: the same object, no copy
     return _validate_field_by_field(doc)
@@ -262,7 +267,7 @@ def _validate_field_by_field(doc: Document) -> Document:
     return valid
 
 
-def _already_normal(doc: Document) -> bool:
+def _already_normal(doc: Document, utf8_decoded: bool = False) -> bool:
     """Whether ``doc`` keeps every rule with nothing to normalise (all but the size
     limit on attachments, checked after either path), checked in bulk: the path of
     every document sent and received, at half the field-by-field cost. False means "not
@@ -287,12 +292,12 @@ def _already_normal(doc: Document) -> bool:
             and len(secrecy_period) <= MAX_SECRECY_PERIOD_CHARS
             and len(signer) <= MAX_SIGNER_CHARS and len(printed_by) <= MAX_NAME_CHARS
             and all(map(is_, map(str.strip, lines), lines))  # nothing to strip
-            and (joined.isascii() or is_unicode_text(joined))
+            and (utf8_decoded or joined.isascii() or is_unicode_text(joined))
             and not CONTROL.search(joined)
             and len(body) <= MAX_BODY_CHARS and "\x00" not in body
-            and (body.isascii() or is_unicode_text(body))
+            and (utf8_decoded or body.isascii() or is_unicode_text(body))
             and len(notes) <= MAX_NOTES_CHARS and "\x00" not in notes
-            and (notes.isascii() or is_unicode_text(notes))
+            and (utf8_decoded or notes.isascii() or is_unicode_text(notes))
             and kind in KINDS and doc.urgency in _URGENCY_CHOICES
             and classification in CLASSIFICATIONS and (classification or not secrecy_period)
             and len(copy_number) <= MAX_COPY_NUMBER_CHARS

@@ -214,7 +214,7 @@ def decode_content_to_keep(data: bytes) -> tuple[Document, dict[bytes, bytes], b
         "printed_by": printed_by, "printed_date": printed_date, "deadline": deadline,
         "in_reply_to": in_reply_to, "created_at": created_at,
     })
-    valid = validate_document(document)
+    valid = validate_document(document, utf8_decoded=True)  # msgpack decoded it strictly
     # Checked after validation, so names in these details are known to be sound.
     contents: dict[bytes, bytes] = {}
     for attachment, blob in zip(valid.attachments, blobs):

@@ -173,3 +173,54 @@ def test_every_odd_value_of_every_field_gets_the_same_answer_both_ways():
                 assert got == expected and (got is doc) == (expected is doc), (field, value)
                 checked += 1
     assert checked > 3000
+
+
+# --- utf8_decoded: the received-document path, which skips the surrogate scan ----------
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, (tuple, list)):
+        return any(map(_has_surrogate, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_surrogate(getattr(value, item.name))
+                   for item in dataclasses.fields(value))
+    return False
+
+
+def test_every_odd_value_without_a_surrogate_gets_the_same_answer_as_utf8_decoded():
+    """What UTF-8 can carry (no lone surrogates) is judged alike with and without the
+    scan the received-document path leaves out."""
+    checked = 0
+    for base in _BASES:
+        for field in _FIELDS:
+            for value in _ODD_TEXTS + _ODD_OTHERS + _field_specific(field, base):
+                doc = dataclasses.replace(base, **{field: value})
+                if _has_surrogate(doc):
+                    continue
+                assert _already_normal(doc, utf8_decoded=True) == _already_normal(doc), \
+                    (field, value)
+                expected = _outcome(validate_document, doc)
+                got = _outcome(lambda d: validate_document(d, utf8_decoded=True), doc)
+                assert got == expected and (got is doc) == (expected is doc), (field, value)
+                checked += 1
+    assert checked > 3000
+
+
+@thorough
+@given(near_valid_documents())
+def test_utf8_decoded_changes_nothing_for_what_utf8_can_carry(doc):
+    if _has_surrogate(doc):
+        return
+    assert _already_normal(doc, utf8_decoded=True) == _already_normal(doc)
+    assert _outcome(lambda d: validate_document(d, utf8_decoded=True), doc) == \
+        _outcome(validate_document, doc)
+
+
+def test_the_scan_utf8_decoded_leaves_out_is_what_finds_surrogates():
+    """The flag is a promise: a string with a lone surrogate never comes out of a strict
+    UTF-8 decode (tests/test_documents.py: such content is refused), and only the
+    surrogate scan tells one apart."""
+    doc = dataclasses.replace(NOTICE, body="正文\ud800")
+    assert not _already_normal(doc)
+    assert _already_normal(doc, utf8_decoded=True)

@@ -54,6 +54,33 @@ def test_tampered_attachment_data_is_refused():
         decode_content(_tampered(h=hashlib.sha256(b"other").digest()))
 
 
+@pytest.mark.parametrize("key", ["ti", "is", "bd", "nt"])
+def test_text_that_is_not_utf8_is_refused_before_validation(key):
+    """A lone surrogate (ED A0 80) or a stray byte inside a str never decodes: the
+    received-document path relies on that to skip its own surrogate scan
+    (``validate_document(..., utf8_decoded=True)``)."""
+    content = unpack(encode_content(NOTICE, DATA), CONTENT_LIMITS)
+    packed = pack({**content, key: "PLACEHOLDER"})
+    for raw in (b"\xe6\xad\xa3\xed\xa0\x80", b"\xed\xbf\xbf", b"ok\xff"):
+        hostile = packed.replace(pack("PLACEHOLDER"), msgpack.packb(raw, use_bin_type=False))
+        assert hostile != packed
+        with pytest.raises(Malformed, match="not valid msgpack"):
+            decode_content(hostile)
+
+
+def test_decoding_does_not_scan_decoded_text_for_surrogates_again(monkeypatch):
+    """The strict decode above is the scan: the CJK text of a received document is not
+    encoded a second time to look for surrogates (a quarter of validating one)."""
+    from protocol import document_rules
+    content = encode_content(NOTICE, DATA)
+
+    def scanned(value: str) -> bool:
+        raise AssertionError(f"scanned {value[:10]!r}... again")
+
+    monkeypatch.setattr(document_rules, "is_unicode_text", scanned)
+    assert decode_content(content) == (NOTICE, DATA)
+
+
 def test_two_attachments_with_one_address_must_carry_the_same_bytes():
     same = change(attachments=(attachment("a.pdf", PDF), attachment("b.pdf", PDF)))
     content = unpack(encode_content(same, DATA), CONTENT_LIMITS)
