@@ -53,26 +53,31 @@ def bench_wire(rounds: int, round_seconds: float, as_json: bool) -> None:
 
 @bench.command("delivery")
 @click.option("--docs", default=6000, show_default=True, type=click.IntRange(1),
-              help="Documents sent end to end in the throughput run.")
+              help="Documents sent end to end in each throughput round.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+              help="Throughput rounds, each on a new pair of nodes; documents/s is their "
+                   "median.")
 @click.option("--samples", default=50, show_default=True, type=click.IntRange(2),
               help="County-to-county documents timed one at a time.")
 @click.option("--crypto-threads/--no-crypto-threads", default=False, show_default=True,
               help="The nodes' [delivery] crypto_threads. Off by default: the bench's nodes "
                    "share this machine's cores.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def bench_delivery(docs: int, samples: int, crypto_threads: bool, as_json: bool) -> None:
+def bench_delivery(docs: int, rounds: int, samples: int, crypto_threads: bool,
+                   as_json: bool) -> None:
     """Documents/s between two nodes and county-to-county latency, beside the limits."""
     from node.bench.delivery import (BenchError, comparisons, run_delivery_bench,
                                      summary_table)
 
     with console.status("starting…") as status:
         try:
-            result = run_delivery_bench(docs=docs, samples=samples,
+            result = run_delivery_bench(docs=docs, rounds=rounds, samples=samples,
                                         crypto_threads=crypto_threads, progress=status.update)
         except BenchError as error:
             raise click.ClickException(str(error)) from None
     console.print(comparisons_table(
-        f"govnode bench delivery — {result['docs']} documents, {result['body_bytes']} B body, "
+        f"govnode bench delivery — {result['docs']} documents a round, "
+        f"{result['body_bytes']} B body, "
         f"sealed, signed, durable, receipted; bulk crypto "
         f"{'in worker threads' if result['crypto_threads'] else 'on the event loop'}",
         comparisons(result)))
