@@ -11,6 +11,10 @@ import statistics
 
 from click.testing import CliRunner
 
+from rich.console import Console
+
+from node.bench import bench_nodes
+from node.bench.delivery import run_delivery_bench, summary_table
 from node.cli import main
 
 RATES = ("docs_per_s", "crypto_ceiling_docs_per_s", "ratio_to_crypto", "sqlite_batched_rows_per_s",
@@ -26,7 +30,7 @@ def test_bench_delivery_prints_every_figure_as_one_json_line():
         assert isinstance(report[key], (int, float)) and report[key] > 0, key
     assert report["docs"] == 20 and report["body_bytes"] == 4096
     rounds = report["docs_per_s_rounds"]
-    assert report["rounds"] == len(rounds) == 3 and all(rate > 0 for rate in rounds)
+    assert report["throughput_rounds"] == len(rounds) == 3 and all(rate > 0 for rate in rounds)
     assert report["docs_per_s"] == round(statistics.median(rounds), 1)
     assert report["limit_rounds"] == 8  # before the first round and after each, two apiece
     assert set(report["cpu_ms_per_doc"]) == {"sender", "receiver"}
@@ -58,3 +62,28 @@ def test_bench_delivery_refuses_zero_rounds_before_starting_anything():
     assert result.exit_code == 2
     assert "Invalid value for '--rounds'" in result.output
     assert "{" not in result.output  # no report
+
+
+def test_the_rate_reported_is_the_median_of_the_rounds(monkeypatch):
+    """Rounds whose median is none of the mean, the first, the middle or the last; CPU
+    figures whose median per side is known, one side unreadable in one round."""
+    rates = iter([500.0, 100.0, 900.0, 300.0, 200.0])
+    cpus = iter([{"sender": 0.5, "receiver": 0.4}, {"sender": 0.1, "receiver": None},
+                 {"sender": 0.3, "receiver": 0.6}, {"sender": 0.9, "receiver": 0.2},
+                 {"sender": 0.2, "receiver": 0.3}])
+
+    async def measured(self, docs, body):
+        return next(rates), next(cpus)
+
+    monkeypatch.setattr(bench_nodes.NodePair, "throughput", measured)
+    report = run_delivery_bench(docs=5, rounds=5, samples=2, limit_rounds=1)
+    assert report["docs_per_s_rounds"] == [500.0, 100.0, 900.0, 300.0, 200.0]
+    assert report["docs_per_s"] == 300.0
+    assert report["ratio_to_crypto"] == round(300.0 / report["crypto_ceiling_docs_per_s"], 3)
+    assert report["cpu_ms_per_doc"] == {"sender": 0.3, "receiver": None}
+    assert report["limit_rounds"] == 6  # one sample before the first round, one after each
+    assert report["meets_targets"]["docs_per_s"] is False
+    console = Console(width=120, record=True)
+    console.print(summary_table(report))
+    shown = console.export_text()
+    assert "5 rounds" in shown and "500 · 100 · 900 · 300 · 200" in shown

@@ -219,8 +219,8 @@ def test_utf8_decoded_changes_nothing_for_what_utf8_can_carry(doc):
 
 def test_the_scan_utf8_decoded_leaves_out_is_what_finds_surrogates():
     """The flag is a promise: a string with a lone surrogate never comes out of a strict
-    UTF-8 decode (tests/test_documents.py: such content is refused), and only the
-    surrogate scan tells one apart."""
+    UTF-8 decode (such content is refused: tests/test_documents_content.py and
+    tests/test_wire_hostile.py), and only the surrogate scan tells one apart."""
     doc = dataclasses.replace(NOTICE, body="正文\ud800")
     assert not _already_normal(doc)
     assert _already_normal(doc, utf8_decoded=True)

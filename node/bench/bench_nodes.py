@@ -61,7 +61,7 @@ class NodePair:
     async def __aenter__(self) -> "NodePair":
         root_dir, child_dir = self.path / SENDER, self.path / RECEIVER
         await operations.init_root(root_dir, new_node(SENDER, FEDERATION[0][1],
-                                                       self.crypto_threads))
+                                                      self.crypto_threads))
         self.sender = Node(root_dir, discovery=False)
         await self.sender.start()
         gossip_every(self.sender, FAST_GOSSIP_MS)
@@ -78,8 +78,8 @@ class NodePair:
                     [sys.executable, "-m", "node.cli", "run", "--data", str(child_dir),
                      "--no-discovery"], stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=REPO, env=child_env())
-            await wait_or_fail(self._receiver_reachable, 60, "the receiving node to enroll and "
-                            "announce its endpoint", self._receiver_log)
+            await wait_or_fail(self._receiver_reachable, 60, "the receiving node to enroll "
+                               "and announce its endpoint", self._receiver_log)
             # Converged: from now on the sender gossips at its configured pace, as the
             # receiver does, not ten times a second.
             gossip_every(self.sender, self.sender.config.gossip.interval_ms)
@@ -196,12 +196,6 @@ class Arrivals:
         self.node.inbound.receive = self._original
 
 
-def converged(nodes: dict[str, Node]) -> bool:
-    roots = {node.directory.digest.root for node in nodes.values()}
-    return len(roots) == 1 and all(node.directory.endpoint(other) is not None
-                                   for node in nodes.values() for other in nodes)
-
-
 def new_node(node_id: str, name: str, crypto_threads: bool) -> NewNode:
     """Default settings but for the status beacon (once, at start: no background writes)
     and ``crypto_threads`` (the bench's nodes share this machine's cores)."""
@@ -228,7 +222,8 @@ def draft(sender: Node, recipient: str, body: str, number: int) -> Document:
 
 
 async def wait_or_fail(condition: Callable[[], bool], timeout: float, what: str,
-                    detail: Callable[[], str] = lambda: "") -> None:
+                       detail: Callable[[], str] = lambda: "") -> None:
+    """``wait_for``, failing as a ``BenchError`` (with ``detail()`` appended)."""
     try:
         await wait_for(condition, timeout=timeout, what=what)
     except FederationTimeout as error:

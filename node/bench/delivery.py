@@ -2,9 +2,10 @@
 
 Theory of operation. One run measures, on this machine and in this order:
 
-1. **Limits** (the physical ceilings, measured with the nodes up and idle, in short
-   rounds before the first throughput round and after each one, so that they sample
-   the machine as the throughput rounds found it; each is the median of its rounds):
+1. **Limits** (the physical ceilings, measured with the nodes up and idle and the
+   disk synced, in short rounds before the first throughput round and after each
+   one, so that they sample the machine as the throughput rounds found it; each is
+   the median of all its samples, ``limit_rounds`` in the JSON):
 
    - crypto-only ceiling: raw PyNaCl sealed-box seal + Ed25519 sign + verify +
      sealed-box open of one 4 KiB body, on one core, as documents per second;
@@ -16,26 +17,27 @@ Theory of operation. One run measures, on this machine and in this order:
      as items per second.
 
 2. **Throughput**, in ``--rounds`` rounds (3 by default), each on a new pair of real
-   nodes (empty databases, the disk synced first) built in a temporary directory
-   through the same operations as ``govnode init`` / ``govnode enroll approve`` — the
-   root ``gd`` (sender) and its child ``gd.chaozhou`` (receiver), the receiver in a
-   process of its own (``node.bench.bench_nodes``). ``--docs`` documents with a
-   4 KiB body, sealed to the receiver, signed, stored durably (``synchronous=FULL``)
-   on both sides, are queued in chunks (one transaction each) as fast as the node
-   takes them; the clock runs
-   from the first send to the commit, at the sender, of the last ``delivered``
+   nodes (empty databases; the round before deleted and the disk synced) built in a
+   temporary directory through the same operations as ``govnode init`` /
+   ``govnode enroll approve``: the root ``gd`` (sender) in this process and its
+   child ``gd.chaozhou`` (receiver) as ``python -m node.cli run`` in another (see
+   ``node.bench.bench_nodes``). ``--docs`` documents with a 4 KiB body, sealed to
+   the receiver, signed, stored durably (``synchronous=FULL``) on both sides, are
+   queued in chunks (one transaction each) as fast as the node takes them; the clock
+   runs from the first send to the commit, at the sender, of the last ``delivered``
    receipt. A small warm-up batch goes first (connections, caches) and is not
    counted; the drafts are composed before the clock starts. ``docs_per_s`` is the
-   median of the rounds, each listed in ``docs_per_s_rounds``: this machine's speed
-   drifts by 10-20 % from one minute to the next, so a single three-second round says
-   as much about the host as about the nodes. Every node of the run
-   (these two and the seven below) has ``[delivery] crypto_threads = false``, the
-   setting for nodes that share a machine's cores (``node.crypto_work``), unless
-   ``--crypto-threads`` asks for the default; the JSON says which.
+   median of the rounds, each listed in ``docs_per_s_rounds``: on this 2-core VM the
+   same code's single rounds move by ±15 % from one minute to the next, so one
+   round of a few seconds says as much about the host as about the nodes. Every
+   node of the run (each pair and the seven below) has ``[delivery] crypto_threads
+   = false``, the setting for nodes that share a machine's cores
+   (``node.crypto_work``), unless ``--crypto-threads`` asks for the default; the
+   JSON says which.
 
 3. **Latency**: the seven-node federation of the simulator (gd, two cities, four
    counties) in this process, built once the disk has written back what the
-   throughput run left (``os.sync``), converged, then quietened (gossip slowed to
+   throughput rounds left (``os.sync``), converged, then quietened (gossip slowed to
    once a minute). One document at a time from gd.chaozhou.raoping to gd.shantou.nanao:
    four hops, through three relays (gd.chaozhou, gd, gd.shantou), each of which
    stores the frame durably before acknowledging it. A sample is the
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -71,7 +74,7 @@ from node.app import Node
 from node.sending import send_document
 from node.bench.bench_nodes import (CRYPTO_THREADS, FAST_GOSSIP_MS, FEDERATION,
                                     QUIET_GOSSIP_MS, Arrivals, BenchError, NodePair,
-                                    body_text, converged, draft, gossip_every, new_node,
+                                    body_text, draft, gossip_every, new_node,
                                     wait_or_fail)
 from node.bench.limits import (BODY_BYTES, PostServer, crypto_ceiling,
                                sqlite_batched_rows_per_s)
@@ -106,21 +109,21 @@ async def _run(*, docs: int, rounds: int, samples: int, limit_rounds: int,
         async with PostServer() as post_server:
             for number in range(1, rounds + 1):
                 of = f"round {number} of {rounds}: " if rounds > 1 else ""
-                # Each round starts from a disk at rest, as the first one does: what the
-                # round before left for the kernel to write back would slow its fsyncs.
-                await asyncio.to_thread(os.sync)
                 progress(f"{of}starting two nodes (the receiver in its own process)…")
-                async with NodePair(temp_dir / f"pair-{number}", crypto_threads) as pair:
+                pair_dir = temp_dir / f"pair-{number}"
+                async with NodePair(pair_dir, crypto_threads) as pair:
                     if number == 1:
                         progress("measuring the limits (raw PyNaCl, SQLite, aiohttp)…")
                         await _measure_limits(limits, temp_dir, post_server, limit_rounds)
                     progress(f"{of}sending {docs} documents end to end…")
                     measured.append(await pair.throughput(docs, body))
-                    progress("measuring the limits again…")
+                    progress(f"{of}measuring the limits again…")
                     await _measure_limits(limits, temp_dir, post_server, limit_rounds)
+                # A round's hundred megabytes go before the next round: the disk it
+                # finds is then as much at rest as the first round's.
+                await asyncio.to_thread(shutil.rmtree, pair_dir)
         progress("building the seven-node federation for latency…")
-        # At rest means the disk too: the throughput run left some hundred megabytes
-        # for the kernel to write back, which would otherwise slow every fsync below.
+        # At rest means the disk too (see ``_measure_limits``).
         await asyncio.to_thread(os.sync)
         latencies = await _county_latency(temp_dir / "federation", samples, body,
                                           crypto_threads)
@@ -133,7 +136,7 @@ async def _run(*, docs: int, rounds: int, samples: int, limit_rounds: int,
         "docs": docs,
         "body_bytes": BODY_BYTES,
         "docs_per_s": round(docs_per_s, 1),
-        "rounds": rounds,
+        "throughput_rounds": rounds,
         "docs_per_s_rounds": [round(rate, 1) for rate in rates],
         "cpu_ms_per_doc": _median_cpu([cpu for _, cpu in measured]),
         "crypto_ceiling_docs_per_s": round(crypto, 1),
@@ -205,8 +208,12 @@ def summary_table(result: dict[str, object]) -> Table:
 # --- the limits -------------------------------------------------------------------------
 
 async def _measure_limits(limits: dict[str, list[float]], temp_dir: Path,
-                          post_server: "PostServer", rounds: int) -> None:
-    for _ in range(rounds):
+                          post_server: "PostServer", repeats: int) -> None:
+    """Add ``repeats`` samples of each limit, once the disk has written back what came
+    before (a throughput round leaves some hundred megabytes for the kernel to write,
+    which would slow every fsync of the SQLite limit, and of the next round)."""
+    await asyncio.to_thread(os.sync)
+    for _ in range(repeats):
         limits["crypto"].append(crypto_ceiling(0.2))
         limits["sqlite"].append(sqlite_batched_rows_per_s(temp_dir, 0.25))
         limits["post"].append(await post_server.items_per_s(0.4))
@@ -232,7 +239,7 @@ async def _county_latency(path: Path, samples: int, body: str,
             await node.start()
             gossip_every(node, FAST_GOSSIP_MS)
             await wait_or_fail(lambda: node.enrolled, 30, f"{node_id} to enroll")
-        await wait_or_fail(lambda: converged(nodes), 60, "the federation to converge")
+        await wait_or_fail(lambda: _converged(nodes), 60, "the federation to converge")
         for node in nodes.values():  # at rest: no gossip during the samples
             gossip_every(node, QUIET_GOSSIP_MS)
         sender, recipient = nodes[COUNTY_FROM], nodes[COUNTY_TO]
@@ -256,9 +263,13 @@ async def _county_latency(path: Path, samples: int, body: str,
         await asyncio.gather(*(node.stop() for node in nodes.values()), return_exceptions=True)
 
 
+def _converged(nodes: dict[str, Node]) -> bool:
+    roots = {node.directory.digest.root for node in nodes.values()}
+    return len(roots) == 1 and all(node.directory.endpoint(other) is not None
+                                   for node in nodes.values() for other in nodes)
+
+
 def _percentile(values: list[float], percent: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
-
-

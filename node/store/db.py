@@ -16,7 +16,8 @@ megabytes, more than the page cache's 2 MB, and SQLite would otherwise write the
 excess to the WAL mid-transaction on the statement's thread, which is the event
 loop's (``node/store/connection.py``), where a write under disk pressure may wait for
 writeback. Held back, those pages go to the WAL in the commit, on the commit thread.
-A bigger transaction still spills beyond ``SPILL_PAGES``, so memory stays bounded.
+A bigger transaction still spills beyond ``SPILL_PAGES``, so a connection's memory
+stays bounded (about 16 MB during its biggest transactions, per node of a process).
 
 ``secure_delete``: by default ``FAST``: deleted content is overwritten where that
 costs no extra write (the b-tree pages a delete rewrites anyway), but a page the
@@ -46,8 +47,9 @@ from node.store.connection import Database
 
 DATABASE_FILE = "node.db"
 WAL_KEPT_BYTES = 16 * 1024 * 1024
-# About 16 MB of 4 KiB pages (a 4 MiB transfer stores about twice that). Not a multiple
-# of 256: SQLite also reads the number as on/off by its low byte, and 4096 means off.
+# About 16 MB of 4 KiB pages: twice what a 4 MiB transfer dirties (its documents and
+# their frames). Not a multiple of 256: SQLite also reads the number as on/off by its
+# low byte, and 4096 means off.
 SPILL_PAGES = 4000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
